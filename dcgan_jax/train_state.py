@@ -1,0 +1,93 @@
+"""The train state (one pytree) and the static pieces that act on it."""
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from dcgan_jax import models
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training; saved whole in every checkpoint."""
+
+  step: jax.Array
+  g_params: PyTree
+  d_params: PyTree
+  g_batch_stats: PyTree
+  d_batch_stats: PyTree
+  g_opt_state: optax.OptState
+  d_opt_state: optax.OptState
+  key: jax.Array  # Base key; the step folds in `step` so a resumed run draws the same.
+
+
+@dataclasses.dataclass(frozen=True)
+class GanSetup:
+  """The networks and optimisers: static, rebuilt from the config, never saved."""
+
+  generator: models.Generator
+  discriminator: models.Discriminator
+  g_optimizer: optax.GradientTransformation
+  d_optimizer: optax.GradientTransformation
+  z_dim: int
+  resolution: int
+  d_steps: int
+
+
+def setup_from_config(config: ml_collections.ConfigDict) -> GanSetup:
+  dtype = jnp.dtype(config.model.dtype)
+  resolution = config.data.resolution
+  return GanSetup(
+      generator=models.Generator(resolution=resolution, nf=config.model.nf, dtype=dtype),
+      discriminator=models.Discriminator(nf=config.model.nf, dtype=dtype),
+      g_optimizer=optax.adam(config.train.g_lr, b1=config.train.g_beta1, b2=config.train.g_beta2),
+      d_optimizer=optax.adam(config.train.d_lr, b1=config.train.d_beta1, b2=config.train.d_beta2),
+      z_dim=config.model.z_dim,
+      resolution=resolution,
+      d_steps=config.train.d_steps,
+  )
+
+
+def init_state(setup: GanSetup, seed: int) -> TrainState:
+  """Fresh parameters and optimiser states, all drawn from `seed`."""
+  g_key, d_key, train_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+  z = jnp.zeros((1, setup.z_dim), jnp.float32)
+  x = jnp.zeros((1, setup.resolution, setup.resolution, 3), jnp.float32)
+  g_vars = setup.generator.init(g_key, z, train=False)
+  d_vars = setup.discriminator.init(d_key, x, train=False)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      g_params=g_vars["params"],
+      d_params=d_vars["params"],
+      g_batch_stats=g_vars["batch_stats"],
+      d_batch_stats=d_vars["batch_stats"],
+      g_opt_state=setup.g_optimizer.init(g_vars["params"]),
+      d_opt_state=setup.d_optimizer.init(d_vars["params"]),
+      key=train_key,
+  )
+
+
+def state_fingerprint(state: TrainState) -> str:
+  """sha256 over every array of the state, in pytree order, with its path.
+
+  Replicated arrays are read from this process's first shard, so every process of a
+  multi-host run computes the same value without gathering.
+  """
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      leaf = leaf.addressable_data(0)
+    array = np.ascontiguousarray(jax.device_get(leaf))
+    digest.update(jax.tree_util.keystr(path).encode())
+    digest.update(str(array.dtype).encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()

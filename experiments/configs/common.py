@@ -1,0 +1,69 @@
+"""Defaults shared by every experiment config."""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The DCGAN paper's hyperparameters; experiment configs override data and length."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = "synthetic"  # 'synthetic' or 'celeba'
+  config.data.dir = ""  # prepared shards, for data.source='celeba'
+  config.data.split = "train"
+  config.data.resolution = 64
+  config.data.num_images = 50_000  # synthetic faces only
+  config.data.random_flip = True
+  config.data.num_workers = 0  # grain worker processes; 0 reads in the training process
+  config.data.num_threads = 4
+  config.data.prefetch = 8
+
+  config.model = ml_collections.ConfigDict()
+  config.model.nf = 64
+  config.model.z_dim = 100
+  config.model.dtype = "float32"  # compute dtype; params and optimiser stay float32
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 128  # global batch, split over all devices
+  config.train.num_steps = 10_000
+  config.train.num_epochs = config_dict.placeholder(float)  # overrides num_steps when set
+  config.train.d_steps = 1
+  config.train.g_lr = 2e-4
+  config.train.d_lr = 2e-4
+  config.train.g_beta1 = 0.5
+  config.train.g_beta2 = 0.999
+  config.train.d_beta1 = 0.5
+  config.train.d_beta2 = 0.999
+  config.train.log_every = 100
+  config.train.sample_every = 1000
+  config.train.checkpoint_every = 2000
+  config.train.keep_checkpoints = 3
+  config.train.num_samples = 64  # images in the fixed-noise grid
+  return config
+
+
+def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+  """`FILE:tiny` turns any config into a seconds-long run, for tests and smoke runs."""
+  if variant == "tiny":
+    _make_tiny(config)
+  elif variant:
+    raise ValueError(f"unknown config variant {variant!r}; expected 'tiny' or none")
+  return config
+
+
+def _make_tiny(config: ml_collections.ConfigDict) -> None:
+  config.data.resolution = 16
+  config.data.num_images = 256
+  config.data.num_threads = 1
+  config.data.prefetch = 2
+  config.model.nf = 8
+  config.model.z_dim = 16
+  config.train.batch_size = 16
+  config.train.num_steps = 8
+  config.train.num_epochs = None
+  config.train.log_every = 2
+  config.train.sample_every = 4
+  config.train.checkpoint_every = 4
+  config.train.num_samples = 16
