@@ -1,6 +1,7 @@
 """The train state (one pytree) and the static pieces that act on it."""
 
 import dataclasses
+import functools
 import hashlib
 from typing import Any
 
@@ -74,6 +75,12 @@ def init_state(setup: GanSetup, seed: int) -> TrainState:
       d_opt_state=setup.d_optimizer.init(d_vars["params"]),
       key=train_key,
   )
+
+
+def abstract_state(setup: GanSetup, sharding: jax.sharding.Sharding) -> TrainState:
+  """Shapes, dtypes and `sharding` of the state, for restoring a checkpoint into."""
+  shapes = jax.eval_shape(functools.partial(init_state, setup, 0))
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), shapes)
 
 
 def state_fingerprint(state: TrainState) -> str:

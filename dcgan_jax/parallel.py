@@ -1,0 +1,31 @@
+"""Data parallelism over a one-axis `data` mesh: batch sharded, state replicated."""
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def make_mesh() -> Mesh:
+  """A 1-D mesh over every device of every process."""
+  return Mesh(np.array(jax.devices()), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def check_global_batch_size(global_batch_size: int, mesh: Mesh) -> None:
+  if global_batch_size % mesh.size:
+    raise ValueError(f"train.batch_size {global_batch_size} must divide by the number of "
+                     f"devices {mesh.size}; choose a multiple of {mesh.size}.")
+
+
+def global_batch(local_batch: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """One global array from each process's slice of the batch (no copy between hosts)."""
+  return jax.make_array_from_process_local_data(sharding, local_batch)

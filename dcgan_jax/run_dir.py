@@ -1,0 +1,57 @@
+"""The run directory's own files: the resolved config and the end-of-run summary."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from dcgan_jax import summaries
+
+# Keys that may change between a run and its resumption: they set how long and how
+# verbosely to train, not what is trained.
+RESUMABLE_KEYS = frozenset({
+    "train.num_steps", "train.num_epochs", "train.log_every", "train.sample_every",
+    "train.checkpoint_every", "train.keep_checkpoints", "data.dir", "data.num_workers",
+    "data.num_threads", "data.prefetch", "eval.every_steps", "eval.num_samples",
+    "eval.inception_weights",
+})
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat |= flatten(value, f"{prefix}{key}.")
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def incompatible_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """Dotted keys whose values differ and that a resumed run may not change."""
+  saved_flat, current_flat = flatten(saved), flatten(current)
+  differing = {k for k in saved_flat.keys() | current_flat.keys()
+               if saved_flat.get(k, "<absent>") != current_flat.get(k, "<absent>")}
+  return sorted(differing - RESUMABLE_KEYS)
+
+
+def config_as_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """JSON-compatible form of the config (a round trip through its own JSON encoder)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def check_and_write_config(workdir: Path, config: ml_collections.ConfigDict,
+                           has_checkpoints: bool) -> None:
+  """Writes DIR/config.json, refusing to resume checkpoints made under another config."""
+  path = workdir / "config.json"
+  current = config_as_dict(config)
+  if has_checkpoints and path.exists():
+    saved = json.loads(path.read_text())
+    keys = incompatible_keys(saved, current)
+    if keys:
+      details = ", ".join(f"{k}: {flatten(saved).get(k)!r} -> {flatten(current).get(k)!r}"
+                          for k in keys)
+      raise ValueError(f"{workdir} holds checkpoints of a run with a different config "
+                       f"({details}); use a new --workdir or the original config.")
+  summaries.write_json(path, current)

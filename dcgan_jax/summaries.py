@@ -1,0 +1,109 @@
+"""What a run reports: TensorBoard events, metrics.jsonl, sample grids and a progress line.
+
+Only process 0 of a multi-host run writes; other processes get a writer that drops
+everything, so the loop needs no `if process_index == 0` of its own.
+"""
+
+import io
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image
+
+
+def image_grid(images_NHWC: np.ndarray, num_cols: int | None = None, pad: int = 2) -> np.ndarray:
+  """Tiles uint8 images into one (H', W', C) image with `pad` black pixels between."""
+  n, h, w, c = images_NHWC.shape
+  num_cols = num_cols or math.ceil(math.sqrt(n))
+  num_rows = math.ceil(n / num_cols)
+  grid = np.zeros((num_rows * (h + pad) + pad, num_cols * (w + pad) + pad, c), np.uint8)
+  for i, image in enumerate(images_NHWC):
+    row, col = divmod(i, num_cols)
+    top, left = pad + row * (h + pad), pad + col * (w + pad)
+    grid[top:top + h, left:left + w] = image
+  return grid
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+  """Writes to a temporary name and renames, so readers never see half a file."""
+  tmp = path.with_name(f".{path.name}.tmp")
+  tmp.write_bytes(data)
+  os.replace(tmp, path)
+
+
+def png_bytes(image_HWC: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(image_HWC).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def write_png(path: Path, image_HWC: np.ndarray) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  write_atomic(path, png_bytes(image_HWC))
+
+
+def write_json(path: Path, obj: Any) -> None:
+  write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+class MetricWriter:
+  """TensorBoard scalars/images plus one JSON object per logged step in metrics.jsonl."""
+
+  def __init__(self, workdir: Path, enabled: bool = True):
+    self._enabled = enabled
+    if not enabled:
+      return
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self._workdir = workdir
+    self._tb = SummaryWriter(logdir=str(workdir))
+    self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self._enabled:
+      return
+    for name, value in scalars.items():
+      self._tb.add_scalar(name, value, step)
+    self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+    self._jsonl.flush()
+
+  def write_sample_grid(self, step: int, grid_HWC: np.ndarray) -> None:
+    """Adds the grid to TensorBoard and writes samples/step_XXXXXXX.png."""
+    if not self._enabled:
+      return
+    self._tb.add_image("samples", grid_HWC, step, dataformats="HWC")
+    write_png(self._workdir / "samples" / f"step_{step:07d}.png", grid_HWC)
+
+  def flush(self) -> None:
+    if self._enabled:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._enabled:
+      self._tb.close()
+      self._jsonl.close()
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(seconds)
+  h, rest = divmod(seconds, 3600)
+  m, s = divmod(rest, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def print_progress(step: int, num_steps: int, scalars: Mapping[str, float],
+                   images_per_second: float, eta_seconds: float) -> None:
+  """One line per log step; on a terminal it rewrites itself in place."""
+  line = (f"step {step}/{num_steps}  d_loss {scalars['d_loss']:.4f}  "
+          f"g_loss {scalars['g_loss']:.4f}  D(x) {scalars['d_real']:.3f}  "
+          f"D(G(z)) {scalars['d_fake']:.3f}  {images_per_second:,.0f} img/s  "
+          f"ETA {format_duration(eta_seconds)}")
+  if sys.stdout.isatty():
+    end = "\n" if step >= num_steps else ""
+    print("\r" + line.ljust(100), end=end, flush=True)
+  else:
+    print(line, flush=True)

@@ -1,0 +1,134 @@
+"""The training loop: `train_and_evaluate(config, workdir)`.
+
+Resumes from the latest checkpoint in `workdir` (train state and data iterator), so
+running the same command again continues where the last run stopped.
+"""
+
+import functools
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from dcgan_jax import checkpointing, input_pipeline, parallel, run_dir, steps, summaries
+from dcgan_jax.train_state import (GanSetup, TrainState, abstract_state, init_state,
+                                   setup_from_config, state_fingerprint)
+
+_SAMPLE_NOISE_STREAM = 1  # fold_in constant: fixed sample noise never collides with training keys.
+
+
+def total_steps(train_config: ml_collections.ConfigDict, num_images: int) -> int:
+  """`train.num_epochs` (when set) wins over `train.num_steps`."""
+  if train_config.num_epochs:
+    return input_pipeline.steps_for_epochs(train_config.num_epochs, num_images,
+                                           train_config.batch_size)
+  return train_config.num_steps
+
+
+def fixed_noise(seed: int, num_samples: int, z_dim: int) -> jax.Array:
+  """The noise behind every sample grid of a run: a function of the seed alone."""
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), _SAMPLE_NOISE_STREAM)
+  return jax.random.normal(key, (num_samples, z_dim))
+
+
+def create_or_restore_state(setup: GanSetup, seed: int, mesh: jax.sharding.Mesh,
+                            manager, data_iterator) -> TrainState:
+  """Initialises replicated on the mesh, or restores the latest checkpoint into it."""
+  init = jax.jit(functools.partial(init_state, setup, seed),
+                 out_shardings=parallel.replicated(mesh))
+  if manager.latest_step() is None:
+    return init()
+  return checkpointing.restore(manager, abstract_state(setup, parallel.replicated(mesh)),
+                               data_iterator)
+
+
+def _host_scalars(metrics: dict[str, jax.Array]) -> dict[str, float]:
+  scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  if not all(math.isfinite(v) for v in scalars.values()):
+    raise FloatingPointError(f"non-finite metrics: {scalars}")
+  return scalars
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+  """Trains to `train.num_steps` (or `train.num_epochs`), returns the final.json contents."""
+  start_time = time.time()
+  workdir = Path(workdir)
+  is_main_process = jax.process_index() == 0
+  if is_main_process:
+    workdir.mkdir(parents=True, exist_ok=True)
+  mesh = parallel.make_mesh()
+  parallel.check_global_batch_size(config.train.batch_size, mesh)
+
+  setup = setup_from_config(config)
+  source = input_pipeline.create_source(config.data, config.seed)
+  num_steps = total_steps(config.train, len(source))
+  manager = checkpointing.create_manager(workdir / "checkpoints", config.train.keep_checkpoints)
+  has_checkpoints = manager.latest_step() is not None
+  if is_main_process:
+    run_dir.check_and_write_config(workdir, config, has_checkpoints)
+  data_iterator = input_pipeline.create_train_iterator(
+      config, source, jax.process_index(), jax.process_count())
+  state = create_or_restore_state(setup, config.seed, mesh, manager, data_iterator)
+
+  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  train_step = jax.jit(functools.partial(steps.train_step, setup),
+                       in_shardings=(replicated, batch_sharding),
+                       out_shardings=(replicated, replicated), donate_argnums=0)
+  sample = jax.jit(functools.partial(steps.generate_images, setup), out_shardings=replicated)
+  sample_noise = fixed_noise(config.seed, config.train.num_samples, setup.z_dim)
+  writer = summaries.MetricWriter(workdir, enabled=is_main_process)
+
+  def write_samples(step: int) -> None:
+    images = np.asarray(jax.device_get(sample(state, sample_noise)))
+    writer.write_sample_grid(step, summaries.image_grid(images))
+
+  first_step = int(jax.device_get(state.step))
+  last_scalars: dict[str, float] = {}
+  pending = None  # (step, metrics) of the last log step, read one step late.
+  last_log_time, last_log_step = time.time(), first_step
+
+  def log(step: int, metrics: dict[str, jax.Array]) -> None:
+    nonlocal last_scalars, last_log_time, last_log_step
+    scalars = _host_scalars(metrics)
+    now = time.time()
+    seconds_per_step = (now - last_log_time) / max(step - last_log_step, 1)
+    images_per_second = config.train.batch_size / seconds_per_step
+    last_log_time, last_log_step = now, step
+    last_scalars = scalars | {"img_per_s": images_per_second, "elapsed_s": now - start_time}
+    writer.write_scalars(step, last_scalars)
+    if is_main_process:
+      summaries.print_progress(step, num_steps, scalars, images_per_second,
+                               eta_seconds=(num_steps - step) * seconds_per_step)
+
+  for step in range(first_step + 1, num_steps + 1):
+    images = parallel.global_batch(next(data_iterator), batch_sharding)
+    state, metrics = train_step(state, images)
+    if pending is not None:
+      log(*pending)
+      pending = None
+    if step % config.train.log_every == 0 or step == num_steps:
+      pending = (step, metrics)
+    if step % config.train.sample_every == 0 or step == num_steps:
+      write_samples(step)
+    if step % config.train.checkpoint_every == 0 or step == num_steps:
+      checkpointing.save(manager, state, data_iterator)
+  if pending is not None:
+    log(*pending)
+
+  manager.wait_until_finished()
+  writer.close()
+  final = {
+      "step": int(jax.device_get(state.step)),
+      "num_devices": mesh.size,
+      "num_processes": jax.process_count(),
+      "seconds": time.time() - start_time,
+      "metrics": last_scalars,
+      "state_fingerprint": state_fingerprint(state),
+  }
+  if is_main_process:
+    summaries.write_json(workdir / "final.json", final)
+  return final

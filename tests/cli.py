@@ -1,0 +1,24 @@
+"""Runs the project's entry points as a user would, in a subprocess from the repo root."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SYNTHETIC_TINY = "experiments/configs/synthetic.py:tiny"
+
+
+def run_module(module: str, *args: str, env: dict[str, str] | None = None,
+               check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+  full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+  result = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+  if check and result.returncode != 0:
+    raise AssertionError(f"{module} {args} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+  return result
+
+
+def train(workdir: Path, *overrides: str, **kwargs) -> subprocess.CompletedProcess:
+  return run_module("experiments.celeba", "--workdir", workdir, "--config", SYNTHETIC_TINY,
+                    *overrides, **kwargs)
