@@ -6,14 +6,21 @@ iterator's state (saved with each checkpoint) resumes the stream exactly.
 """
 
 import math
+from typing import Protocol
 
 import grain
 import ml_collections
 import numpy as np
 
-from dcgan_jax import celeba, synthetic_faces
+from dcgan_jax import synthetic_faces
 
-ImageSource = synthetic_faces.SyntheticFaces | celeba.PreparedImages
+
+class ImageSource(Protocol):
+  """Random access to uint8 (H, W, 3) images."""
+
+  def __len__(self) -> int: ...
+
+  def __getitem__(self, index: int) -> np.ndarray: ...
 
 
 def create_source(data_config: ml_collections.ConfigDict, seed: int) -> ImageSource:
@@ -22,6 +29,7 @@ def create_source(data_config: ml_collections.ConfigDict, seed: int) -> ImageSou
     return synthetic_faces.SyntheticFaces(
         seed=seed, num_images=data_config.num_images, resolution=data_config.resolution)
   if data_config.source == "celeba":
+    from dcgan_jax import celeba  # pylint: disable=g-import-not-at-top  (array_record only when used)
     source = celeba.PreparedImages(data_config.dir, data_config.split)
     if source.resolution != data_config.resolution:
       raise ValueError(

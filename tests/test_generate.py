@@ -1,0 +1,63 @@
+"""Sampling a trained run: the sample CLI, slerp, and restoring the exact trained state."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dcgan_jax import generate
+from tests.cli import run_module, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("trained")
+  train(workdir)
+  return workdir
+
+
+def test_sample_cli_writes_numbered_pngs_deterministically(trained, tmp_path):
+  run_module("experiments.sample", "--workdir", trained, "--num", 5, "--out_dir", tmp_path / "a")
+  run_module("experiments.sample", "--workdir", trained, "--num", 5, "--out_dir", tmp_path / "b",
+             "--step", 4)
+  names = sorted(p.name for p in (tmp_path / "a").iterdir())
+  assert names == [f"{i:06d}.png" for i in range(5)]
+  a = [np.asarray(Image.open(tmp_path / "a" / n)) for n in names]
+  b = [np.asarray(Image.open(tmp_path / "b" / n)) for n in names]
+  assert a[0].shape == (16, 16, 3)
+  assert any(not np.array_equal(x, y) for x, y in zip(a, b))  # step 8 differs from step 4
+  assert not np.array_equal(a[0], a[1])
+
+
+def test_sample_cli_interpolation_grid(trained, tmp_path):
+  run_module("experiments.sample", "--workdir", trained, "--out_dir", tmp_path, "--interpolate",
+             "--rows", 3, "--cols", 5)
+  grid = np.asarray(Image.open(tmp_path / "interpolation.png"))
+  assert grid.shape == (3 * 18 + 2, 5 * 18 + 2, 3)
+
+
+def test_sample_cli_on_a_directory_without_a_run(tmp_path):
+  result = run_module("experiments.sample", "--workdir", tmp_path, "--out_dir", tmp_path / "o",
+                      check=False)
+  assert result.returncode != 0 and "config.json" in result.stderr.splitlines()[-1]
+
+
+def test_restored_run_has_the_trained_fingerprint(trained):
+  from dcgan_jax.train_state import state_fingerprint
+  run = generate.load_run(trained)
+  final = json.loads((trained / "final.json").read_text())
+  assert run.step == 8 and state_fingerprint(run.state) == final["state_fingerprint"]
+
+
+def test_slerp_ends_at_its_endpoints_and_keeps_the_norm_between():
+  rng = np.random.default_rng(0)
+  z0, z1 = rng.normal(size=100), rng.normal(size=100)
+  path = generate.slerp(z0, z1, np.linspace(0, 1, 7))
+  np.testing.assert_allclose(path[0], z0, atol=1e-12)
+  np.testing.assert_allclose(path[-1], z1, atol=1e-12)
+  norms = np.linalg.norm(path, axis=1)
+  # Between two vectors of similar norm, slerp stays near that norm; lerp would shrink it.
+  lerp_mid = np.linalg.norm((z0 + z1) / 2)
+  assert norms[3] > lerp_mid * 1.2
+  assert np.all(np.abs(norms - np.linalg.norm(z0)) < 0.2 * np.linalg.norm(z0))
