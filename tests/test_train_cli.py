@@ -76,3 +76,15 @@ def test_resuming_with_an_incompatible_config_names_the_keys(tmp_path):
   # The refused run left the first run's config and checkpoints as they were.
   assert json.loads((tmp_path / "config.json").read_text())["model"]["nf"] == 8
   assert _final(tmp_path)["step"] == 2
+
+
+def test_discriminator_learns_to_separate_real_from_fake(tmp_path):
+  train(tmp_path, "--config.train.num_steps=40", "--config.train.log_every=5",
+        "--config.train.sample_every=40", "--config.train.checkpoint_every=40")
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  first, last = rows[0], rows[-3:]
+  # Untrained, D cannot tell: loss near 2 ln 2 and D(x) ~ D(G(z)).
+  assert abs(first["d_loss"] - 2 * np.log(2)) < 0.06
+  assert abs(first["d_real"] - first["d_fake"]) < 0.05
+  assert np.mean([r["d_loss"] for r in last]) < first["d_loss"] - 0.07
+  assert np.mean([r["d_real"] - r["d_fake"] for r in last]) > 0.06

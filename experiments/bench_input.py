@@ -1,0 +1,47 @@
+"""Images/s of the training input pipeline alone, from prepared shards.
+
+  python -m experiments.bench_input --data_dir data/celeba64 [--batch_size 128] [--num_workers 0]
+
+Prints one JSON line.
+"""
+
+import json
+import time
+
+from absl import app, flags
+
+from dcgan_jax import celeba, input_pipeline
+from experiments.configs import celeba64
+
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Prepared shards.", required=True)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", 0, "grain worker processes.")
+_NUM_THREADS = flags.DEFINE_integer("num_threads", 4, "grain read threads.")
+_NUM_BATCHES = flags.DEFINE_integer("num_batches", 300, "Batches to time (after warm-up).")
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  config = celeba64.get_config()
+  config.data.dir = _DATA_DIR.value
+  config.data.num_workers = _NUM_WORKERS.value
+  config.data.num_threads = _NUM_THREADS.value
+  config.train.batch_size = _BATCH_SIZE.value
+  source = celeba.PreparedImages(config.data.dir, config.data.split)
+  iterator = input_pipeline.create_train_iterator(config, source)
+  for _ in range(20):  # warm-up: worker start-up and first prefetch
+    next(iterator)
+  start = time.perf_counter()
+  for _ in range(_NUM_BATCHES.value):
+    batch = next(iterator)
+  seconds = time.perf_counter() - start
+  print(json.dumps({
+      "images_per_s": round(_NUM_BATCHES.value * _BATCH_SIZE.value / seconds, 1),
+      "batch_size": _BATCH_SIZE.value, "num_workers": _NUM_WORKERS.value,
+      "num_threads": _NUM_THREADS.value, "batches": _NUM_BATCHES.value,
+      "image_shape": list(batch.shape[1:]), "num_images": len(source),
+  }))
+
+
+if __name__ == "__main__":
+  app.run(main)

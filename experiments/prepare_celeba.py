@@ -1,0 +1,43 @@
+"""Prepares CelebA (or a folder of face images) into ArrayRecord shards, once.
+
+  python -m experiments.prepare_celeba --src img_align_celeba.zip --out data/celeba64
+
+--src may be the official img_align_celeba.zip, the extracted img_align_celeba/
+folder, the folder holding either plus list_attr_celeba.txt and list_eval_partition.txt
+(or Kaggle's .csv versions), or any folder of PNG/JPEG faces. Re-running after an
+interruption finishes the work; the record format is documented in dcgan_jax/celeba.py.
+"""
+
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+from dcgan_jax import celeba
+
+_SRC = flags.DEFINE_string("src", None, "img_align_celeba.zip, an image folder, or its parent.")
+_OUT = flags.DEFINE_string("out", None, "Output directory for the shards.")
+_RESOLUTION = flags.DEFINE_integer("resolution", 64, "Output size in pixels (square).")
+_CROP = flags.DEFINE_integer("crop", 178, "Centre square crop before resizing, in pixels.")
+_NUM_SHARDS = flags.DEFINE_integer("num_shards", 8, "Shards per split.")
+_SPLIT = flags.DEFINE_enum("split", "all", ["all", *celeba.SPLITS], "Which split(s) to write.")
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", None, "Worker processes (default: all cores).")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _SRC.value or not _OUT.value:
+    print("error: --src and --out are required", file=sys.stderr)
+    sys.exit(2)
+  config = celeba.PrepareConfig(resolution=_RESOLUTION.value, crop=_CROP.value,
+                                num_shards=_NUM_SHARDS.value, split=_SPLIT.value)
+  try:
+    celeba.prepare(Path(_SRC.value), Path(_OUT.value), config, _NUM_WORKERS.value)
+  except celeba.PrepareError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)
