@@ -5,6 +5,7 @@ global batch, so a run sees the same global batches on 1 host or N hosts, and th
 iterator's state (saved with each checkpoint) resumes the stream exactly.
 """
 
+import functools
 import math
 from typing import Protocol
 
@@ -40,9 +41,22 @@ def create_source(data_config: ml_collections.ConfigDict, seed: int) -> ImageSou
   raise ValueError(f"data.source must be 'synthetic' or 'celeba', got {data_config.source!r}")
 
 
-def random_flip(image_HWC: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """Mirror left-right with probability 1/2."""
-  return image_HWC[:, ::-1] if rng.random() < 0.5 else image_HWC
+def draw_flips(indices: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """Pairs a global batch of indices with a left-right flip decision for each."""
+  return indices, rng.random(len(indices)) < 0.5
+
+
+def no_flips(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  return indices, np.zeros(len(indices), bool)
+
+
+def read_local_batch(source: ImageSource, local_slice: slice,
+                     indices_and_flips: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+  """This process's uint8 (B_local, H, W, 3) part of a global batch, flipped as drawn."""
+  indices, flips = (a[local_slice] for a in indices_and_flips)
+  images = np.stack([source[int(i)] for i in indices])
+  images[flips] = images[flips][:, :, ::-1]
+  return images
 
 
 def train_dataset(source: ImageSource, *, seed: int, global_batch_size: int,
@@ -50,17 +64,20 @@ def train_dataset(source: ImageSource, *, seed: int, global_batch_size: int,
                   process_count: int = 1) -> grain.MapDataset:
   """Infinite dataset of this process's uint8 (B_local, H, W, 3) batches.
 
-  Shuffled with a different order each epoch; batches may straddle epochs.
+  Shuffled with a different order each epoch; batches may straddle epochs. Indices and
+  flips are drawn per global batch, so they do not depend on the process count, and
+  each process then reads only its own part; working on whole batches keeps grain's
+  per-element overhead off the hot path.
   """
   if global_batch_size % process_count:
     raise ValueError(f"train.batch_size {global_batch_size} must divide by the number of "
                      f"processes {process_count}")
-  ds = grain.MapDataset.source(source).seed(seed).shuffle()
-  if random_flip_images:
-    ds = ds.random_map(random_flip)
   local_batch_size = global_batch_size // process_count
-  # Consecutive local batches of the global stream form one global batch.
-  return ds.repeat().batch(local_batch_size, drop_remainder=True)[process_index::process_count]
+  local_slice = slice(process_index * local_batch_size, (process_index + 1) * local_batch_size)
+  ds = (grain.MapDataset.range(len(source)).seed(seed).shuffle().repeat()
+        .batch(global_batch_size, drop_remainder=True))
+  ds = ds.random_map(draw_flips) if random_flip_images else ds.map(no_flips)
+  return ds.map(functools.partial(read_local_batch, source, local_slice))
 
 
 def to_iterator(ds: grain.MapDataset, data_config: ml_collections.ConfigDict

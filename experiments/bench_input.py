@@ -16,7 +16,7 @@ from experiments.configs import celeba64
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Prepared shards.", required=True)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", 0, "grain worker processes.")
-_NUM_THREADS = flags.DEFINE_integer("num_threads", 4, "grain read threads.")
+_NUM_THREADS = flags.DEFINE_integer("num_threads", 1, "grain read threads.")
 _NUM_BATCHES = flags.DEFINE_integer("num_batches", 300, "Batches to time (after warm-up).")
 
 

@@ -17,7 +17,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.num_images = 50_000  # synthetic faces only
   config.data.random_flip = True
   config.data.num_workers = 0  # grain worker processes; 0 reads in the training process
-  config.data.num_threads = 4
+  config.data.num_threads = 1  # grain read threads: more only contend for the GIL here
   config.data.prefetch = 8
 
   config.model = ml_collections.ConfigDict()
