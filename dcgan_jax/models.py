@@ -3,6 +3,8 @@
 Shapes follow the paper's 64x64 network and scale down for 32 and 16 pixels by
 dropping middle blocks: the generator starts at 4x4 with `nf * 2**(n-1)` channels and
 doubles resolution `n = log2(resolution / 4)` times; the discriminator mirrors it.
+Layers are named as `nn.ConvTranspose` / `nn.Conv` would be, and `impl` only changes
+how they are computed (see layers.py), never the parameters.
 """
 
 import math
@@ -12,15 +14,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dcgan_jax import layers
+
 # BatchNorm momentum 0.9 is PyTorch's default (0.1 there counts the other way), which
 # every DCGAN baseline uses; Flax's default of 0.99 tracks the running stats too slowly.
 _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-5
-
-
-def conv_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
-  """N(0, 0.02), the paper's initialisation for every convolution."""
-  return 0.02 * jax.random.normal(key, shape, dtype)
 
 
 def bn_scale_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
@@ -47,56 +46,48 @@ def _batch_norm(train: bool, dtype: Any) -> nn.BatchNorm:
 
 
 class Generator(nn.Module):
-  """z (B, z_dim) -> images (B, R, R, 3) in [-1, 1]."""
+  """z (B, z_dim) -> images (B, R, R, 3) in [-1, 1], float32."""
 
   resolution: int = 64
   nf: int = 64
   dtype: Any = jnp.float32
+  impl: str = "fast"
 
   @nn.compact
   def __call__(self, z_BZ: jax.Array, train: bool) -> jax.Array:
     n = num_blocks(self.resolution)
-    x = z_BZ.astype(self.dtype)[:, None, None, :]
-    # A 4x4 transposed conv on a 1x1 input, i.e. one dense layer per output pixel.
-    x = nn.ConvTranspose(
-        self.nf * 2 ** (n - 1), (4, 4), padding="VALID", use_bias=False,
-        kernel_init=conv_init, dtype=self.dtype)(x)
+
+    def conv(features: int, op, index: int) -> layers.Conv4x4:
+      return layers.Conv4x4(features, op, self.impl, self.dtype, name=f"ConvTranspose_{index}")
+
+    x = conv(self.nf * 2 ** (n - 1), layers.project_1x1_to_4x4, 0)(z_BZ[:, None, None, :])
     x = nn.relu(_batch_norm(train, self.dtype)(x))
-    for i in reversed(range(n - 1)):
-      x = upsample_conv(self.nf * 2**i, self.dtype)(x)
+    for block, i in enumerate(reversed(range(n - 1)), start=1):
+      x = conv(self.nf * 2**i, layers.upsample_2x, block)(x)
       x = nn.relu(_batch_norm(train, self.dtype)(x))
-    x = upsample_conv(3, self.dtype)(x)
+    x = conv(3, layers.upsample_2x, n)(x)
     return jnp.tanh(x.astype(jnp.float32))
 
 
 class Discriminator(nn.Module):
-  """images (B, R, R, 3) in [-1, 1] -> logits (B,)."""
+  """images (B, R, R, 3) in [-1, 1] -> logits (B,), float32."""
 
   nf: int = 64
   dtype: Any = jnp.float32
+  impl: str = "fast"
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, train: bool) -> jax.Array:
     n = num_blocks(x_BHWC.shape[1])
-    x = x_BHWC.astype(self.dtype)
+
+    def conv(features: int, op, index: int) -> layers.Conv4x4:
+      return layers.Conv4x4(features, op, self.impl, self.dtype, name=f"Conv_{index}")
+
+    x = x_BHWC
     for i in range(n):
-      x = downsample_conv(self.nf * 2**i, self.dtype)(x)
+      x = conv(self.nf * 2**i, layers.downsample_2x, i)(x)
       if i > 0:
         x = _batch_norm(train, self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
-    x = nn.Conv(1, (4, 4), padding="VALID", use_bias=False, kernel_init=conv_init,
-                dtype=self.dtype)(x)
+    x = conv(1, layers.reduce_4x4_to_1x1, n)(x)
     return x.reshape(x.shape[0]).astype(jnp.float32)
-
-
-def upsample_conv(features: int, dtype: Any) -> nn.Module:
-  """4x4 stride-2 transposed conv that doubles H and W (PyTorch's k=4, s=2, p=1)."""
-  # lax.conv_transpose pads the dilated input by k - 1 - p = 2 on each side.
-  return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
-                          use_bias=False, kernel_init=conv_init, dtype=dtype)
-
-
-def downsample_conv(features: int, dtype: Any) -> nn.Module:
-  """4x4 stride-2 conv that halves H and W (PyTorch's k=4, s=2, p=1)."""
-  return nn.Conv(features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-                 use_bias=False, kernel_init=conv_init, dtype=dtype)

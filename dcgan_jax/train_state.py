@@ -48,8 +48,9 @@ def setup_from_config(config: ml_collections.ConfigDict) -> GanSetup:
   dtype = jnp.dtype(config.model.dtype)
   resolution = config.data.resolution
   return GanSetup(
-      generator=models.Generator(resolution=resolution, nf=config.model.nf, dtype=dtype),
-      discriminator=models.Discriminator(nf=config.model.nf, dtype=dtype),
+      generator=models.Generator(resolution=resolution, nf=config.model.nf, dtype=dtype,
+                                 impl=config.model.impl),
+      discriminator=models.Discriminator(nf=config.model.nf, dtype=dtype, impl=config.model.impl),
       g_optimizer=optax.adam(config.train.g_lr, b1=config.train.g_beta1, b2=config.train.g_beta2),
       d_optimizer=optax.adam(config.train.d_lr, b1=config.train.d_beta1, b2=config.train.d_beta2),
       z_dim=config.model.z_dim,

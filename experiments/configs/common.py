@@ -24,6 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.nf = 64
   config.model.z_dim = 100
   config.model.dtype = "float32"  # compute dtype; params and optimiser stay float32
+  config.model.impl = "fast"  # how convolutions are computed: 'fast' or 'reference' (same math)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128  # global batch, split over all devices

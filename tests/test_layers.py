@@ -1,0 +1,80 @@
+"""Every fast layer equals the plain Flax layer with the same kernel: outputs and gradients."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dcgan_jax import layers, models
+
+CASES = [
+    # (fast op, plain Flax layer with the same kernel, input shape)
+    (layers.upsample_2x,
+     lambda co: nn.ConvTranspose(co, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=False),
+     (3, 5, 6, 4)),
+    (layers.upsample_2x,
+     lambda co: nn.ConvTranspose(co, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=False),
+     (2, 4, 4, 8)),
+    (layers.downsample_2x,
+     lambda co: nn.Conv(co, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=False),
+     (3, 8, 6, 4)),
+    (layers.downsample_2x,
+     lambda co: nn.Conv(co, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=False),
+     (2, 16, 16, 3)),
+    (layers.project_1x1_to_4x4,
+     lambda co: nn.ConvTranspose(co, (4, 4), padding="VALID", use_bias=False), (3, 1, 1, 10)),
+    (layers.reduce_4x4_to_1x1,
+     lambda co: nn.Conv(co, (4, 4), padding="VALID", use_bias=False), (3, 4, 4, 8)),
+]
+
+
+@pytest.mark.parametrize("op, flax_layer, shape", CASES)
+@pytest.mark.parametrize("impl", layers.IMPLS)
+def test_layer_matches_flax_forward_and_gradients(op, flax_layer, shape, impl):
+  key_x, key_k, key_w = jax.random.split(jax.random.PRNGKey(sum(shape)), 3)
+  x = jax.random.normal(key_x, shape)
+  kernel = jax.random.normal(key_k, (4, 4, shape[-1], 5))
+  plain = flax_layer(5)
+  y_ref = plain.apply({"params": {"kernel": kernel}}, x)
+  # A random linear read-out makes every output element matter to the gradient.
+  weights = jax.random.normal(key_w, y_ref.shape)
+
+  def loss_ref(x, kernel):
+    return jnp.sum(plain.apply({"params": {"kernel": kernel}}, x) * weights)
+
+  def loss_ours(x, kernel):
+    return jnp.sum(op(x, kernel, impl) * weights)
+
+  np.testing.assert_allclose(op(x, kernel, impl), y_ref, rtol=1e-5, atol=1e-5)
+  for got, want in zip(jax.grad(loss_ours, (0, 1))(x, kernel), jax.grad(loss_ref, (0, 1))(x, kernel)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("resolution", [16, 32])
+def test_whole_networks_agree_across_impls(resolution):
+  z = jax.random.normal(jax.random.PRNGKey(0), (4, 16))
+  fast_g, ref_g = (models.Generator(resolution, 8, impl=i) for i in layers.IMPLS)
+  g_vars = fast_g.init(jax.random.PRNGKey(1), z, train=False)
+  assert jax.tree.structure(g_vars) == jax.tree.structure(ref_g.init(jax.random.PRNGKey(1), z, train=False))
+
+  def g_loss(params, model):
+    x, _ = model.apply({**g_vars, "params": params}, z, train=True, mutable=["batch_stats"])
+    return jnp.sum(x ** 2), x
+
+  (_, x_fast), grads_fast = jax.value_and_grad(g_loss, has_aux=True)(g_vars["params"], fast_g)
+  (_, x_ref), grads_ref = jax.value_and_grad(g_loss, has_aux=True)(g_vars["params"], ref_g)
+  np.testing.assert_allclose(x_fast, x_ref, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), grads_fast, grads_ref)
+
+  fast_d, ref_d = (models.Discriminator(8, impl=i) for i in layers.IMPLS)
+  d_vars = fast_d.init(jax.random.PRNGKey(2), x_ref, train=False)
+
+  def d_out(params, model):
+    logits, _ = model.apply({**d_vars, "params": params}, x_ref, train=True, mutable=["batch_stats"])
+    return jnp.sum(logits), logits
+
+  (_, l_fast), grads_fast = jax.value_and_grad(d_out, has_aux=True)(d_vars["params"], fast_d)
+  (_, l_ref), grads_ref = jax.value_and_grad(d_out, has_aux=True)(d_vars["params"], ref_d)
+  np.testing.assert_allclose(l_fast, l_ref, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), grads_fast, grads_ref)

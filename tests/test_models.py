@@ -1,0 +1,71 @@
+"""The DCGAN networks: shapes, the paper's initialisation, and PyTorch with copied weights."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dcgan_jax import models
+
+
+def _init(resolution, nf=16, batch=4, z_dim=100):
+  g, d = models.Generator(resolution, nf), models.Discriminator(nf)
+  z = jax.random.normal(jax.random.PRNGKey(0), (batch, z_dim))
+  g_vars = g.init(jax.random.PRNGKey(1), z, train=False)
+  x, _ = g.apply(g_vars, z, train=True, mutable=["batch_stats"])
+  d_vars = d.init(jax.random.PRNGKey(2), x, train=False)
+  return g, d, z, g_vars, d_vars, x
+
+
+@pytest.mark.parametrize("resolution", [16, 32, 64])
+def test_shapes_and_output_ranges(resolution):
+  g, d, _, _, d_vars, x = _init(resolution, nf=8)
+  assert x.shape == (4, resolution, resolution, 3) and x.dtype == jnp.float32
+  assert float(jnp.max(jnp.abs(x))) <= 1.0
+  logits, _ = d.apply(d_vars, x, train=True, mutable=["batch_stats"])
+  assert logits.shape == (4,) and logits.dtype == jnp.float32
+
+
+def test_initialisation_follows_the_paper():
+  _, _, _, g_vars, d_vars, _ = _init(64, nf=64)
+  params = {**{f"g/{k}": v for k, v in g_vars["params"].items()},
+            **{f"d/{k}": v for k, v in d_vars["params"].items()}}
+  kernels = np.concatenate([np.ravel(v["kernel"]) for k, v in params.items() if "Conv" in k])
+  scales = np.concatenate([np.ravel(v["scale"]) for k, v in params.items() if "BatchNorm" in k])
+  biases = np.concatenate([np.ravel(v["bias"]) for k, v in params.items() if "BatchNorm" in k])
+  assert abs(kernels.mean()) < 1e-3 and abs(kernels.std() - 0.02) < 1e-3
+  assert abs(scales.mean() - 1) < 5e-3 and abs(scales.std() - 0.02) < 5e-3
+  assert np.all(biases == 0)
+
+
+def test_bad_resolution_is_refused():
+  with pytest.raises(ValueError, match="power of two"):
+    models.num_blocks(48)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("resolution", [16, 32])
+def test_matches_pytorch_with_copied_weights(resolution, train):
+  torch = pytest.importorskip("torch")
+  from dcgan_jax import torch_reference
+
+  g, d, z, g_vars, d_vars, _ = _init(resolution, nf=8, batch=6, z_dim=20)
+  # Non-trivial running statistics, so eval mode is tested for real.
+  g_vars = {**g_vars, "batch_stats": jax.tree.map(
+      lambda a: a + 0.3 * jax.random.uniform(jax.random.PRNGKey(3), a.shape), g_vars["batch_stats"])}
+  torch_g = torch_reference.generator(resolution, 8, 20)
+  torch_d = torch_reference.discriminator(resolution, 8)
+  torch_reference.load_flax_params(torch_g, g_vars["params"], g_vars["batch_stats"])
+  torch_reference.load_flax_params(torch_d, d_vars["params"], d_vars["batch_stats"])
+  torch_g.train(train)
+  torch_d.train(train)
+
+  x, _ = g.apply(g_vars, z, train=train, mutable=["batch_stats"])
+  with torch.no_grad():
+    x_torch = torch_g(torch.from_numpy(np.asarray(z))[:, :, None, None]).permute(0, 2, 3, 1)
+  np.testing.assert_allclose(np.asarray(x), x_torch.numpy(), rtol=1e-4, atol=1e-5)
+
+  logits, _ = d.apply(d_vars, x, train=train, mutable=["batch_stats"])
+  with torch.no_grad():
+    logits_torch = torch_d(torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2)).reshape(-1)
+  np.testing.assert_allclose(np.asarray(logits), logits_torch.numpy(), rtol=1e-4, atol=1e-4)
