@@ -9,22 +9,35 @@ Prepared directory layout::
 Record format (no pickle): the image as raw uint8 bytes, row-major (H, W, 3) RGB with
 H = W = resolution, followed by one signed byte (+1 or -1) per attribute in
 `attribute_names` order (nothing when the source has no attributes). Every record of a
-directory has the same length.
+directory has the same length. Shards are uncompressed with one record per group, so a
+random read is one seek and no decompression.
 
 `metadata.json` holds: format_version, resolution, crop, resample ("lanczos"),
-attribute_names (list or null), source_fingerprint (sha256 over the sorted image names
-and byte sizes plus the attribute and partition files' bytes), and per split its count
-and shard file names.
+attribute_names (list, or null when the source has none), source_fingerprint, split and
+num_shards (the flags), and `splits`: for each written split its image count and shard
+file names. The source fingerprint is a sha256 over the sorted image names with their
+byte sizes (zip member sizes or file sizes), plus the bytes of the attribute and
+partition listings: cheap to compute, and it changes when images are added, removed or
+replaced by files of another size.
 
-Preprocessing: centre square crop of `crop` pixels (clipped to the image), antialiased
-Lanczos resize to `resolution`. Same input, same bytes, whatever the worker count.
+Preprocessing: centre square crop of `crop` pixels (at most the image's short side),
+antialiased resize with PIL's Lanczos filter to `resolution`. Images are assigned to
+shards by sorted name, contiguously, so the same input gives the same bytes whatever
+the worker count.
+
+Restarts: each shard is written to a temporary name, fsynced and renamed, then recorded
+in DIR/.prepare_state.json with the flags and source fingerprint; a re-run with the same
+flags skips the recorded shards and redoes the rest. metadata.json is written last, the
+same way.
 """
 
+import collections
 import concurrent.futures
 import csv
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -32,17 +45,20 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
+from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CELEBA_SIZE = (178, 218)  # width, height of every aligned-and-cropped CelebA image
+MIN_IMAGE_SIDE = 8
 _CELEBA_NAME = re.compile(r"^\d{6}\.jpg$")
 _STATE_FILE = ".prepare_state.json"
+_IMAGES_PER_TASK = 32
 
 
 class PrepareError(ValueError):
@@ -50,7 +66,8 @@ class PrepareError(ValueError):
 
 
 def prepare_command(data_dir: str | Path) -> str:
-  return f"python -m experiments.prepare_celeba --src /path/to/img_align_celeba.zip --out {data_dir}"
+  return ("python -m experiments.prepare_celeba --src /path/to/img_align_celeba.zip "
+          f"--out {data_dir}")
 
 
 # ----------------------------------------------------------------------------- reading
@@ -63,7 +80,11 @@ def load_metadata(data_dir: str | Path) -> dict:
   if not path.is_file():
     raise ValueError(f"data.dir {data_dir} holds no prepared shards (no metadata.json); "
                      f"create them with: {prepare_command(data_dir)}")
-  metadata = json.loads(path.read_text())
+  try:
+    metadata = json.loads(path.read_text())
+  except ValueError as error:
+    raise ValueError(f"data.dir {data_dir} has an unreadable metadata.json ({error}); "
+                     f"prepare it again with: {prepare_command(data_dir)}") from None
   if metadata.get("format_version") != FORMAT_VERSION:
     raise ValueError(f"data.dir {data_dir} was prepared in format version "
                      f"{metadata.get('format_version')}, this version reads {FORMAT_VERSION}; "
@@ -72,10 +93,13 @@ def load_metadata(data_dir: str | Path) -> dict:
 
 
 class PreparedImages:
-  """Random-access uint8 (R, R, 3) images of one split, for grain."""
+  """Random-access uint8 (R, R, 3) images of one split, for grain; picklable.
+
+  `__getitem__` returns a read-only view of the record; copy it to modify it in place.
+  """
 
   def __init__(self, data_dir: str | Path, split: str = "train"):
-    from grain import sources  # pylint: disable=g-import-not-at-top
+    from grain import sources  # pylint: disable=g-import-not-at-top  (slow; prepare needs none)
 
     self.data_dir = Path(data_dir)
     self.split = split
@@ -96,12 +120,9 @@ class PreparedImages:
   def __len__(self) -> int:
     return len(self._records)
 
-  def _decode_image(self, record: bytes) -> np.ndarray:
-    pixels = np.frombuffer(record, np.uint8, count=self._image_bytes)
-    return pixels.reshape(self.resolution, self.resolution, 3)
-
   def __getitem__(self, index: int) -> np.ndarray:
-    return self._decode_image(self._records[index])
+    pixels = np.frombuffer(self._records[index], np.uint8, count=self._image_bytes)
+    return pixels.reshape(self.resolution, self.resolution, 3)
 
   def attributes(self, index: int) -> np.ndarray:
     """int8 (+1/-1) attributes of image `index`, in `attribute_names` order."""
@@ -120,11 +141,11 @@ class SourceImages:
 
   names: list[str]  # sorted base names
   zip_path: Path | None  # images come from this zip's members...
-  members: dict[str, str]  # ...named members[name], or from files members[name]
+  members: dict[str, str]  # ...named members[name], or from the files members[name]
   attribute_names: list[str] | None
-  attribute_rows: dict[str, list[str]]  # name -> raw values, validated per image later
-  partition: dict[str, str]  # name -> split
-  is_celeba: bool  # official names: size and attribute rows are checked
+  attribute_rows: dict[str, list[str]]  # name -> raw values, validated per image
+  partition_rows: dict[str, list[str]] | None  # name -> raw values; None: no listing
+  is_celeba: bool  # official names: the image size is checked
   fingerprint: str
 
 
@@ -132,44 +153,53 @@ def _is_image_name(name: str) -> bool:
   return name.lower().endswith(IMAGE_SUFFIXES) and not Path(name).name.startswith(".")
 
 
-def _parse_attributes_txt(text: str) -> tuple[list[str], dict[str, list[str]]]:
-  lines = text.replace("\r\n", "\n").split("\n")
-  names = lines[1].split()
-  rows = {}
-  for line in lines[2:]:
-    fields = line.split()
-    if fields:
-      rows[fields[0]] = fields[1:]
-  return names, rows
+def _listing_rows(text: str, is_csv: bool) -> list[list[str]]:
+  """Fields of each non-empty line; CRLF or LF line ends."""
+  lines = text.splitlines()
+  rows = csv.reader(lines) if is_csv else (line.split() for line in lines)
+  return [row for row in rows if row]
 
 
-def _parse_attributes_csv(text: str) -> tuple[list[str], dict[str, list[str]]]:
-  reader = csv.reader(io.StringIO(text))
-  header = next(reader)
-  return header[1:], {row[0]: row[1:] for row in reader if row}
+def _parse_attributes(text: str, is_csv: bool, file_name: str
+                      ) -> tuple[list[str], dict[str, list[str]]]:
+  """Attribute names and the raw row of each image, from the official txt or Kaggle csv."""
+  rows = _listing_rows(text, is_csv)
+  # The txt starts with a count line, then the names; the csv's header names the id column.
+  header_line = 0 if is_csv else 1
+  header = rows[header_line][1 if is_csv else 0:] if len(rows) > header_line else []
+  if not header:
+    raise PrepareError(f"--src {file_name}: expected a line of attribute names, found none")
+  return header, {row[0]: row[1:] for row in rows[header_line + 1:]}
 
 
-def _parse_partition(text: str, is_csv: bool) -> dict[str, str]:
-  partition = {}
-  lines = text.replace("\r\n", "\n").split("\n")[1 if is_csv else 0:]
-  for line in lines:
-    fields = line.replace(",", " ").split()
-    if len(fields) == 2 and fields[1] in ("0", "1", "2"):
-      partition[fields[0]] = SPLITS[int(fields[1])]
-  return partition
+def _parse_partition(text: str, is_csv: bool) -> dict[str, list[str]]:
+  rows = _listing_rows(text, is_csv)[1 if is_csv else 0:]
+  return {row[0]: row[1:] for row in rows}
 
 
-def _find_listing(folders: list[Path], archive_names: dict[str, str], stem: str,
-                  archive: zipfile.ZipFile | None) -> tuple[str, bool] | None:
-  """Text of list_*.txt or its Kaggle list_*.csv twin, from the folders or the zip."""
+def _find_listing(folders: list[Path], archive: zipfile.ZipFile | None,
+                  archive_names: dict[str, str], stem: str) -> tuple[str, bool, str] | None:
+  """(text, is_csv, where) of list_*.txt or its Kaggle list_*.csv twin, if there is one."""
   for suffix in (".txt", ".csv"):
     for folder in folders:
       path = folder / f"{stem}{suffix}"
       if path.is_file():
-        return path.read_text(encoding="utf-8"), suffix == ".csv"
+        return path.read_text(encoding="utf-8"), suffix == ".csv", str(path)
     if archive is not None and f"{stem}{suffix}" in archive_names:
-      return archive.read(archive_names[f"{stem}{suffix}"]).decode("utf-8"), suffix == ".csv"
+      member = archive_names[f"{stem}{suffix}"]
+      return archive.read(member).decode("utf-8"), suffix == ".csv", member
   return None
+
+
+def _check_unique_names(src: Path, paths: list[str]) -> None:
+  """Images are known by file name (as in the listings), so two must not share one."""
+  by_name: dict[str, str] = {}
+  for path in paths:
+    name = Path(path).name
+    if name in by_name:
+      raise PrepareError(f"--src {src} holds two images named {name} ({by_name[name]} and "
+                         f"{path}); expected unique file names")
+    by_name[name] = path
 
 
 def scan_source(src: Path) -> SourceImages:
@@ -186,43 +216,57 @@ def scan_source(src: Path) -> SourceImages:
     image_files = sorted(p for p in src.rglob("*") if p.is_file() and _is_image_name(p.name))
     zips = sorted(src.glob("*.zip"))
     zip_path = zips[0] if not image_files and zips else None
-    folders = [src, *{p.parent for p in image_files}, *{p.parent.parent for p in image_files}]
+    # Listings sit beside the image folder, which Kaggle nests one level deeper, whether
+    # --src names the folder holding the listings or the image folder itself.
+    parents = sorted({p.parent for p in image_files} | {p.parent.parent for p in image_files})
+    folders = [src, *parents, src.parent, src.parent.parent]
   archive_names: dict[str, str] = {}
   if zip_path is not None:
     archive = zipfile.ZipFile(zip_path)
     infos = [i for i in archive.infolist() if not i.is_dir()]
     archive_names = {Path(i.filename).name: i.filename for i in infos}
-    members = {n: f for n, f in archive_names.items() if _is_image_name(n)}
-    sizes = {Path(i.filename).name: i.file_size for i in infos}
+    image_sizes = {i.filename: i.file_size for i in infos if _is_image_name(i.filename)}
   else:
-    members = {p.name: str(p) for p in image_files}
-    sizes = {p.name: p.stat().st_size for p in image_files}
+    image_sizes = {str(p): p.stat().st_size for p in image_files}
   try:
+    _check_unique_names(src, list(image_sizes))
+    members = {Path(path).name: path for path in image_sizes}
     if not members:
       raise PrepareError(f"--src {src} holds no images (.jpg, .jpeg or .png)")
-    attributes = _find_listing(folders, archive_names, "list_attr_celeba", archive)
-    partition = _find_listing(folders, archive_names, "list_eval_partition", archive)
+    attributes = _find_listing(folders, archive, archive_names, "list_attr_celeba")
+    partition = _find_listing(folders, archive, archive_names, "list_eval_partition")
   finally:
     if archive is not None:
       archive.close()
 
+  names = sorted(members)
   digest = hashlib.sha256()
-  for name in sorted(members):
-    digest.update(f"{name}\t{sizes[name]}\n".encode())
+  for name in names:
+    digest.update(f"{name}\t{image_sizes[members[name]]}\n".encode())
   attribute_names, attribute_rows = None, {}
   if attributes is not None:
     digest.update(attributes[0].encode())
-    parse = _parse_attributes_csv if attributes[1] else _parse_attributes_txt
-    attribute_names, attribute_rows = parse(attributes[0])
-  partition_map = {}
+    attribute_names, attribute_rows = _parse_attributes(*attributes)
+  partition_rows = None
   if partition is not None:
     digest.update(partition[0].encode())
-    partition_map = _parse_partition(*partition)
-  names = sorted(members)
+    partition_rows = _parse_partition(*partition[:2])
   return SourceImages(
       names=names, zip_path=zip_path, members=members, attribute_names=attribute_names,
-      attribute_rows=attribute_rows, partition=partition_map,
+      attribute_rows=attribute_rows, partition_rows=partition_rows,
       is_celeba=all(_CELEBA_NAME.match(n) for n in names), fingerprint=digest.hexdigest())
+
+
+def split_of(source: SourceImages, name: str) -> str:
+  """The split of image `name`; ValueError when the partition listing lacks a valid row."""
+  if source.partition_rows is None:
+    return "train"
+  values = source.partition_rows.get(name)
+  if values is None:
+    raise ValueError("no partition row")
+  if values not in (["0"], ["1"], ["2"]):
+    raise ValueError(f"malformed partition row {' '.join(values)!r}, expected 0, 1 or 2")
+  return SPLITS[int(values[0])]
 
 
 # ----------------------------------------------------------------------------- processing
@@ -248,31 +292,58 @@ def parse_attribute_row(values: list[str] | None, num_attributes: int) -> bytes:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Task:
-  name: str
-  data: bytes
-  attribute_values: list[str] | None
-  num_attributes: int  # 0: the source has no attributes
-  check_celeba_size: bool
+class _Encoding:
+  """How every image of a run becomes a record."""
+
   crop: int
   resolution: int
+  num_attributes: int  # 0: the source has no attributes
+  check_celeba_size: bool
 
 
-def _encode(task: _Task) -> tuple[str, bytes | None, str]:
-  """(name, record, "") or (name, None, why it was skipped). Runs in a worker process."""
-  try:
-    attribute_bytes = (parse_attribute_row(task.attribute_values, task.num_attributes)
-                       if task.num_attributes else b"")
-    with Image.open(io.BytesIO(task.data)) as image:
-      image.load()  # decodes fully, so truncated files fail here
-      if task.check_celeba_size and image.size != CELEBA_SIZE:
-        return task.name, None, f"size {image.size[0]}x{image.size[1]}, expected 178x218"
-      if min(image.size) < 8:
-        return task.name, None, f"size {image.size[0]}x{image.size[1]}, expected >= 8 px"
-      pixels = crop_and_resize(image.convert("RGB"), task.crop, task.resolution)
-  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-    return task.name, None, str(error).splitlines()[0] or type(error).__name__
-  return task.name, pixels.tobytes() + attribute_bytes, ""
+def encode_record(data: bytes, attribute_values: list[str] | None, encoding: _Encoding) -> bytes:
+  """The record of one image file; ValueError or OSError says why it cannot be one."""
+  attribute_bytes = (parse_attribute_row(attribute_values, encoding.num_attributes)
+                     if encoding.num_attributes else b"")
+  with Image.open(io.BytesIO(data)) as image:
+    image.load()  # decodes fully, so truncated files fail here
+    width, height = image.size
+    if encoding.check_celeba_size and image.size != CELEBA_SIZE:
+      raise ValueError(f"size {width}x{height}, expected {CELEBA_SIZE[0]}x{CELEBA_SIZE[1]}")
+    if min(width, height) < MIN_IMAGE_SIDE:
+      raise ValueError(f"size {width}x{height}, expected >= {MIN_IMAGE_SIDE} px")
+    pixels = crop_and_resize(image.convert("RGB"), encoding.crop, encoding.resolution)
+  return pixels.tobytes() + attribute_bytes
+
+
+_Image = tuple[str, bytes, list[str] | None]  # name, file bytes, raw attribute row
+_Encoded = tuple[str, bytes | None, str]  # name, record or None, why it was skipped
+
+
+def _encode_images(encoding: _Encoding, images: list[_Image]) -> list[_Encoded]:
+  """Runs in a worker process."""
+  encoded = []
+  for name, data, attribute_values in images:
+    try:
+      encoded.append((name, encode_record(data, attribute_values, encoding), ""))
+    except Image.UnidentifiedImageError:
+      encoded.append((name, None, "not an image PIL can read"))
+    # Decoders of corrupt files raise many kinds of errors; each only skips its image.
+    except Exception as error:  # pylint: disable=broad-except
+      encoded.append((name, None, (str(error) or type(error).__name__).splitlines()[0]))
+  return encoded
+
+
+def _encode_in_order(pool: concurrent.futures.Executor, encoding: _Encoding,
+                     images: Iterator[_Image], max_tasks_in_flight: int) -> Iterator[_Encoded]:
+  """Encodes `images` in the pool, yielding in input order with bounded memory."""
+  pending: collections.deque[concurrent.futures.Future] = collections.deque()
+  while chunk := list(itertools.islice(images, _IMAGES_PER_TASK)):
+    pending.append(pool.submit(_encode_images, encoding, chunk))
+    if len(pending) >= max_tasks_in_flight:
+      yield from pending.popleft().result()
+  while pending:
+    yield from pending.popleft().result()
 
 
 # ----------------------------------------------------------------------------- writing
@@ -289,32 +360,42 @@ class PrepareConfig:
     return SPLITS if self.split == "all" else (self.split,)
 
 
-def _shard_names(split: str, num_shards: int) -> list[str]:
-  return [f"{split}-{k:05d}-of-{num_shards:05d}.array_record" for k in range(num_shards)]
+@dataclasses.dataclass(frozen=True)
+class _Shard:
+  file_name: str
+  image_names: list[str]
+
+
+def _plan_shards(split: str, names: list[str], num_shards: int) -> list[_Shard]:
+  """Contiguous runs of the sorted names; fewer shards than requested for tiny splits."""
+  count = min(num_shards, len(names))
+  return [_Shard(f"{split}-{k:05d}-of-{count:05d}.array_record", list(part))
+          for k, part in enumerate(np.array_split(np.array(names, dtype=object), count))]
+
+
+def _fsync_and_rename(tmp: Path, path: Path) -> None:
+  with open(tmp, "rb+") as f:
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
   tmp = path.with_name(f".{path.name}.tmp")
-  with open(tmp, "wb") as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  tmp.write_bytes(data)
+  _fsync_and_rename(tmp, path)
 
 
-def _write_shard(path: Path, records: list[bytes]) -> None:
-  from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
-
+def _write_shard(path: Path, records: Iterable[bytes]) -> int:
+  """Writes `records` under a temporary name, then renames; returns how many."""
   tmp = path.with_name(f".{path.name}.tmp")
-  # One record per group, uncompressed: each image is read with no decompression,
-  # which keeps random reads fast (pixels compress poorly anyway).
   writer = ArrayRecordWriter(str(tmp), "group_size:1,uncompressed")
+  count = 0
   for record in records:
     writer.write(record)
+    count += 1
   writer.close()
-  with open(tmp, "rb+") as f:
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  _fsync_and_rename(tmp, path)
+  return count
 
 
 class _Progress:
@@ -323,50 +404,62 @@ class _Progress:
   def __init__(self, total: int):
     self.total, self.done, self.start = total, 0, time.time()
     self._last = self.start
+    self._tty = sys.stderr.isatty()
 
   def rate(self) -> float:
     return self.done / max(time.time() - self.start, 1e-9)
 
-  def update(self, count: int) -> None:
-    self.done += count
+  def update(self) -> None:
+    self.done += 1
     now = time.time()
-    tty = sys.stderr.isatty()
-    if now - self._last < (0.2 if tty else 5.0) and self.done < self.total:
+    if now - self._last < (0.2 if self._tty else 5.0) and self.done < self.total:
       return
     self._last = now
     line = f"prepared {self.done}/{self.total} images, {self.rate():,.0f} images/s"
-    print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+    print("\r" + line if self._tty else line, end="" if self._tty else "\n", file=sys.stderr,
+          flush=True)
 
 
-def _split_of(source: SourceImages, name: str) -> str:
-  return source.partition.get(name, "train") if source.partition else "train"
-
-
-def _tasks(source: SourceImages, names: list[str], config: PrepareConfig) -> Iterator[_Task]:
-  num_attributes = len(source.attribute_names or [])
+def _read_images(source: SourceImages, shards: list[_Shard]) -> Iterator[_Image]:
   archive = zipfile.ZipFile(source.zip_path) if source.zip_path else None
   try:
-    for name in names:
+    for name in itertools.chain.from_iterable(s.image_names for s in shards):
       member = source.members[name]
       data = archive.read(member) if archive else Path(member).read_bytes()
-      yield _Task(name, data, source.attribute_rows.get(name), num_attributes,
-                  source.is_celeba, config.crop, config.resolution)
+      yield name, data, source.attribute_rows.get(name)
   finally:
     if archive is not None:
       archive.close()
 
 
+def _records_of_shard(encoded: Iterator[_Encoded], shard: _Shard, skipped: list[list[str]],
+                      progress: _Progress) -> Iterator[bytes]:
+  """The records of `shard` from the ordered stream; its failures go to `skipped`."""
+  for name, record, reason in itertools.islice(encoded, len(shard.image_names)):
+    progress.update()
+    if record is None:
+      skipped.append([name, reason])
+    else:
+      yield record
+
+
 def _check_out_dir(out: Path, expected: dict) -> None:
   """Refuses an --out that holds shards of another configuration."""
+  if out.exists() and not out.is_dir():
+    raise PrepareError(f"--out {out} is a file; expected a directory")
   for name in ("metadata.json", _STATE_FILE):
     path = out / name
     if path.is_file():
       found = json.loads(path.read_text())
       differing = sorted(k for k in expected if found.get(k) != expected[k])
       if differing:
+        changes = ", ".join(f"{k}: {found.get(k)!r} -> {expected[k]!r}" for k in differing)
         raise PrepareError(f"--out {out} holds shards of a different configuration "
-                           f"({', '.join(f'{k}: {found.get(k)!r} -> {expected[k]!r}' for k in differing)}); "
-                           f"use an empty --out or the same flags")
+                           f"({changes}); use an empty --out or the same flags")
+
+
+def default_num_workers() -> int:
+  return len(os.sched_getaffinity(0))
 
 
 def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None = None) -> dict:
@@ -377,8 +470,11 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
   """
   if config.split not in ("all", *SPLITS):
     raise PrepareError(f"--split {config.split!r}: expected all, train, valid or test")
-  if config.resolution < 8 or config.crop < 8:
-    raise PrepareError(f"--resolution {config.resolution} and --crop {config.crop} must be >= 8")
+  if min(config.resolution, config.crop) < MIN_IMAGE_SIDE:
+    raise PrepareError(f"--resolution {config.resolution} and --crop {config.crop} must be "
+                       f">= {MIN_IMAGE_SIDE}")
+  if config.num_shards < 1:
+    raise PrepareError(f"--num_shards {config.num_shards}: expected at least 1")
   source = scan_source(src)
   identity = {"format_version": FORMAT_VERSION, "resolution": config.resolution,
               "crop": config.crop, "source_fingerprint": source.fingerprint,
@@ -387,37 +483,42 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
   if (out / "metadata.json").is_file():
     print(f"{out} is already prepared with these flags", file=sys.stderr)
     return load_metadata(out)
+
+  names_by_split: dict[str, list[str]] = {s: [] for s in config.splits()}
+  unsplit: list[list[str]] = []  # images without a usable partition row
+  for name in source.names:
+    try:
+      split = split_of(source, name)
+    except ValueError as error:
+      unsplit.append([name, str(error)])
+      continue
+    if split in names_by_split:
+      names_by_split[split].append(name)
+  if not any(names_by_split.values()):
+    raise PrepareError(f"--split {config.split}: --src {src} has no images in that split")
+  shards_by_split = {s: _plan_shards(s, names, config.num_shards) if names else []
+                     for s, names in names_by_split.items()}
+
   out.mkdir(parents=True, exist_ok=True)
   state_path = out / _STATE_FILE
   state = json.loads(state_path.read_text()) if state_path.is_file() else {**identity, "shards": {}}
-
-  by_split = {s: [n for n in source.names if _split_of(source, n) == s] for s in config.splits()}
-  total = sum(len(v) for v in by_split.values())
-  progress = _Progress(total)
-  skipped: list[tuple[str, str]] = [tuple(x) for x in state.get("skipped", [])]
+  pending = [shard for shards in shards_by_split.values() for shard in shards
+             if not (shard.file_name in state["shards"] and (out / shard.file_name).is_file())]
+  progress = _Progress(sum(len(s.image_names) for s in pending))
+  encoding = _Encoding(crop=config.crop, resolution=config.resolution,
+                       num_attributes=len(source.attribute_names or []),
+                       check_celeba_size=source.is_celeba)
+  num_workers = num_workers or default_num_workers()
   with concurrent.futures.ProcessPoolExecutor(num_workers) as pool:
-    for split, names in by_split.items():
-      if not names:
-        continue
-      num_shards = min(config.num_shards, len(names))
-      for shard_name, shard_names in zip(_shard_names(split, num_shards),
-                                         np.array_split(np.array(names, dtype=object), num_shards)):
-        if shard_name in state["shards"] and (out / shard_name).is_file():
-          progress.update(len(shard_names))
-          continue
-        records = []
-        for name, record, reason in pool.map(_encode, _tasks(source, list(shard_names), config),
-                                             chunksize=32):
-          if record is None:
-            skipped.append((name, reason))
-          else:
-            records.append(record)
-          progress.update(1)
-        _write_shard(out / shard_name, records)
-        state["shards"][shard_name] = len(records)
-        state["skipped"] = skipped
-        _write_atomic(state_path, json.dumps(state).encode())
-  if sys.stderr.isatty():
+    encoded = _encode_in_order(pool, encoding, _read_images(source, pending),
+                               max_tasks_in_flight=4 * num_workers)
+    for shard in pending:
+      skipped: list[list[str]] = []
+      count = _write_shard(out / shard.file_name,
+                           _records_of_shard(encoded, shard, skipped, progress))
+      state["shards"][shard.file_name] = {"count": count, "skipped": skipped}
+      _write_atomic(state_path, json.dumps(state).encode())
+  if sys.stderr.isatty() and pending:
     print(file=sys.stderr)
 
   metadata = {
@@ -425,10 +526,12 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
       "resample": "lanczos", "attribute_names": source.attribute_names,
       "source_fingerprint": source.fingerprint, "split": config.split,
       "num_shards": config.num_shards, "splits": {}}
-  for split, names in by_split.items():
-    shards = _shard_names(split, min(config.num_shards, len(names))) if names else []
-    metadata["splits"][split] = {"count": sum(state["shards"][s] for s in shards),
-                                 "shards": shards}
+  skipped = list(unsplit)
+  for split, shards in shards_by_split.items():
+    done = [state["shards"][s.file_name] for s in shards]
+    metadata["splits"][split] = {"count": sum(d["count"] for d in done),
+                                 "shards": [s.file_name for s in shards]}
+    skipped += [entry for d in done for entry in d["skipped"]]
   skipped_text = "".join(f"{name}\t{reason}\n" for name, reason in sorted(skipped))
   _write_atomic(out / "skipped.txt", skipped_text.encode())
   _write_atomic(out / "metadata.json", (json.dumps(metadata, indent=2) + "\n").encode())

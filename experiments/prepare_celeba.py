@@ -21,14 +21,17 @@ _RESOLUTION = flags.DEFINE_integer("resolution", 64, "Output size in pixels (squ
 _CROP = flags.DEFINE_integer("crop", 178, "Centre square crop before resizing, in pixels.")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", 8, "Shards per split.")
 _SPLIT = flags.DEFINE_enum("split", "all", ["all", *celeba.SPLITS], "Which split(s) to write.")
-_NUM_WORKERS = flags.DEFINE_integer("num_workers", None, "Worker processes (default: all cores).")
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", None,
+                                    "Decoding processes (default: all cores this process can use).")
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not _SRC.value or not _OUT.value:
-    print("error: --src and --out are required", file=sys.stderr)
+  missing = [f"--{flag.name}" for flag in (_SRC, _OUT) if not flag.value]
+  if missing:
+    example = celeba.prepare_command("data/celeba64")
+    print(f"error: {' and '.join(missing)} required, e.g. {example}", file=sys.stderr)
     sys.exit(2)
   config = celeba.PrepareConfig(resolution=_RESOLUTION.value, crop=_CROP.value,
                                 num_shards=_NUM_SHARDS.value, split=_SPLIT.value)

@@ -2,12 +2,14 @@
 
 import io
 import json
+import pickle
 import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 
 from dcgan_jax import celeba, input_pipeline
@@ -15,7 +17,8 @@ from tests.cli import run_module
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_sample"
 NUM_IMAGES = 60
-CONFIG = celeba.PrepareConfig(resolution=16, crop=178, num_shards=3, split="all")
+RESOLUTION = 16
+CONFIG = celeba.PrepareConfig(resolution=RESOLUTION, crop=178, num_shards=3, split="all")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def sample(tmp_path_factory):
   rows = [l for l in attr_lines[2:] if l.split(b" ")[0].decode() in images]
   (root / "list_attr_celeba.txt").write_bytes(
       b"\r\n".join([str(len(rows)).encode(), attr_lines[1], *rows, b""]))
-  # A partition that sends every 5th image to valid and every 7th to test.
+  # A partition that sends every 5th image to valid and some others to test.
   names = sorted(images)
   partition = {n: 1 if i % 5 == 1 else 2 if i % 7 == 3 else 0 for i, n in enumerate(names)}
   (root / "list_eval_partition.txt").write_text(
@@ -53,17 +56,26 @@ def _only(root: Path, *keep: str) -> Path:
   return out
 
 
-def _reference(jpeg: bytes, resolution: int = 16) -> np.ndarray:
-  """Centre crop + Lanczos resize, written independently of the library."""
+def _reference(jpeg: bytes) -> np.ndarray:
+  """Centre crop + Lanczos resize of a 178x218 face, written independently of the library."""
   image = Image.open(io.BytesIO(jpeg)).convert("RGB")
   top = (218 - 178) // 2
   return np.asarray(image.crop((0, top, 178, top + 178)).resize(
-      (resolution, resolution), Image.Resampling.LANCZOS))
+      (RESOLUTION, RESOLUTION), Image.Resampling.LANCZOS))
+
+
+def _attribute_table(path: Path) -> tuple[list[str], dict[str, list[int]]]:
+  lines = path.read_text().splitlines()
+  return lines[1].split(), {l.split()[0]: [int(v) for v in l.split()[1:]] for l in lines[2:]}
 
 
 def _all_images(out: Path, split: str = "train") -> np.ndarray:
   source = celeba.PreparedImages(out, split)
   return np.stack([source[i] for i in range(len(source))])
+
+
+def _shard_bytes(out: Path) -> dict[str, bytes]:
+  return {p.name: p.read_bytes() for p in sorted(out.glob("*.array_record"))}
 
 
 def test_zip_alone_all_images_in_train_without_attributes(sample, tmp_path):
@@ -72,28 +84,42 @@ def test_zip_alone_all_images_in_train_without_attributes(sample, tmp_path):
   metadata = celeba.prepare(src, tmp_path / "out", CONFIG)
   assert metadata["attribute_names"] is None
   assert metadata["splits"]["train"]["count"] == NUM_IMAGES
+  assert metadata["splits"]["valid"] == {"count": 0, "shards": []}
   got = _all_images(tmp_path / "out")
   want = np.stack([_reference(images[n]) for n in sorted(images)])
   np.testing.assert_array_equal(got, want)
+  assert celeba.PreparedImages(tmp_path / "out").attributes(0).size == 0
 
 
-def test_parent_folder_with_listings_splits_and_attributes(sample, tmp_path):
+@pytest.mark.parametrize("images_as", ["img_align_celeba", "img_align_celeba.zip"])
+def test_parent_folder_with_listings_splits_and_attributes(sample, tmp_path, images_as):
   root, images, partition = sample
-  src = _only(root, "img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt")
+  src = _only(root, images_as, "list_attr_celeba.txt", "list_eval_partition.txt")
   metadata = celeba.prepare(src, tmp_path / "out", CONFIG)
-  assert len(metadata["attribute_names"]) == 40 and metadata["attribute_names"][0] == "5_o_Clock_Shadow"
+  attribute_names, attribute_rows = _attribute_table(root / "list_attr_celeba.txt")
+  assert metadata["attribute_names"] == attribute_names and len(attribute_names) == 40
+  record_length = RESOLUTION * RESOLUTION * 3 + len(attribute_names)
   for split_index, split in enumerate(celeba.SPLITS):
     names = sorted(n for n, p in partition.items() if p == split_index)
     assert metadata["splits"][split]["count"] == len(names) > 0
+    # The raw records follow the documented layout: pixels, then one int8 per attribute.
+    records = []
+    for shard in metadata["splits"][split]["shards"]:
+      reader = ArrayRecordReader(str(tmp_path / "out" / shard))
+      records += reader.read_all()
+      reader.close()
+    assert [len(r) for r in records] == [record_length] * len(names)
+    pixels = np.stack([np.frombuffer(r[:-40], np.uint8) for r in records])
+    np.testing.assert_array_equal(
+        pixels.reshape(-1, RESOLUTION, RESOLUTION, 3),
+        np.stack([_reference(images[n]) for n in names]))
+    assert [list(np.frombuffer(r[-40:], np.int8)) for r in records] == \
+        [attribute_rows[n] for n in names]
+    # The reader gives back the same pixels and attributes.
+    source = celeba.PreparedImages(tmp_path / "out", split)
     np.testing.assert_array_equal(_all_images(tmp_path / "out", split),
-                                  np.stack([_reference(images[n]) for n in names]))
-  # Attributes round-trip against the text file.
-  rows = {l.split()[0]: [int(v) for v in l.split()[1:]]
-          for l in (root / "list_attr_celeba.txt").read_text().splitlines()[2:] if l.strip()}
-  train = celeba.PreparedImages(tmp_path / "out", "train")
-  train_names = sorted(n for n, p in partition.items() if p == 0)
-  for i in (0, len(train) - 1):
-    assert list(train.attributes(i)) == rows[train_names[i]]
+                                  pixels.reshape(-1, RESOLUTION, RESOLUTION, 3))
+    assert list(source.attributes(len(source) - 1)) == attribute_rows[names[-1]]
 
 
 def test_kaggle_csv_listings_give_the_same_shards_as_the_txt_files(sample, tmp_path):
@@ -101,49 +127,63 @@ def test_kaggle_csv_listings_give_the_same_shards_as_the_txt_files(sample, tmp_p
   txt = _only(root, "img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt")
   kaggle = tmp_path / "kaggle"
   shutil.copytree(root / "img_align_celeba", kaggle / "img_align_celeba" / "img_align_celeba")
-  lines = (root / "list_attr_celeba.txt").read_text().splitlines()
-  csv_rows = ["image_id," + ",".join(lines[1].split())]
-  csv_rows += [",".join(l.split()) for l in lines[2:] if l.strip()]
-  (kaggle / "list_attr_celeba.csv").write_text("\n".join(csv_rows) + "\n")
+  attribute_names, attribute_rows = _attribute_table(root / "list_attr_celeba.txt")
+  (kaggle / "list_attr_celeba.csv").write_text("".join(
+      ",".join(map(str, row)) + "\n"
+      for row in [["image_id", *attribute_names],
+                  *([n, *values] for n, values in attribute_rows.items())]))
   (kaggle / "list_eval_partition.csv").write_text(
       "image_id,partition\n" + "".join(f"{n},{p}\n" for n, p in partition.items()))
   a = celeba.prepare(txt, tmp_path / "a", CONFIG)
   b = celeba.prepare(kaggle, tmp_path / "b", CONFIG)
   assert a["splits"] == b["splits"] and a["attribute_names"] == b["attribute_names"]
-  for shard in (tmp_path / "a").glob("*.array_record"):
-    assert shard.read_bytes() == (tmp_path / "b" / shard.name).read_bytes()
+  assert _shard_bytes(tmp_path / "a") == _shard_bytes(tmp_path / "b")
 
 
 def test_output_is_deterministic_across_runs_and_worker_counts(sample, tmp_path):
   root, _, _ = sample
   src = _only(root, "img_align_celeba")
   celeba.prepare(src, tmp_path / "one", CONFIG, num_workers=1)
-  celeba.prepare(src, tmp_path / "two", CONFIG, num_workers=2)
-  shards = sorted(p.name for p in (tmp_path / "one").glob("*.array_record"))
-  assert len(shards) == 3
-  for name in shards:
-    assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+  celeba.prepare(src, tmp_path / "three", CONFIG, num_workers=3)
+  one = _shard_bytes(tmp_path / "one")
+  assert len(one) == 3 and one == _shard_bytes(tmp_path / "three")
+  assert (tmp_path / "one" / "metadata.json").read_bytes() == \
+      (tmp_path / "three" / "metadata.json").read_bytes()
 
 
-def test_folder_of_pngs_of_any_size(tmp_path):
+def test_folder_of_images_of_any_size(tmp_path):
   rng = np.random.default_rng(0)
   folder = tmp_path / "faces"
-  folder.mkdir()
+  (folder / "more").mkdir(parents=True)
   originals = {}
-  for i, (w, h) in enumerate([(40, 30), (100, 120), (64, 64), (300, 200)]):
+  for i, (w, h) in enumerate([(40, 30), (100, 120), (64, 64), (300, 200), (8, 9)]):
     pixels = rng.integers(0, 256, (h, w, 3), np.uint8)
     Image.fromarray(pixels).save(folder / f"face_{i}.png")
     originals[f"face_{i}.png"] = pixels
+  grey = rng.integers(0, 256, (50, 70), np.uint8)
+  Image.fromarray(grey).save(folder / "more" / "grey.png")
+  originals["grey.png"] = np.repeat(grey[:, :, None], 3, axis=2)
+  Image.fromarray(rng.integers(0, 256, (7, 30, 3), np.uint8)).save(folder / "tiny.png")
   metadata = celeba.prepare(folder, tmp_path / "out", CONFIG)
-  assert metadata["splits"]["train"]["count"] == 4 and metadata["attribute_names"] is None
-  got = _all_images(tmp_path / "out")
-  for image, name in zip(got, sorted(originals)):
+  assert metadata["splits"]["train"]["count"] == len(originals)
+  assert metadata["attribute_names"] is None
+  assert (tmp_path / "out" / "skipped.txt").read_text().startswith("tiny.png\tsize 30x7")
+  for image, name in zip(_all_images(tmp_path / "out"), sorted(originals)):
     pixels = originals[name]
     side = min(178, *pixels.shape[:2])
     top, left = (pixels.shape[0] - side) // 2, (pixels.shape[1] - side) // 2
     want = Image.fromarray(pixels[top:top + side, left:left + side]).resize(
-        (16, 16), Image.Resampling.LANCZOS)
-    np.testing.assert_array_equal(image, np.asarray(want))
+        (RESOLUTION, RESOLUTION), Image.Resampling.LANCZOS)
+    np.testing.assert_array_equal(image, np.asarray(want), err_msg=name)
+
+
+def test_images_sharing_a_file_name_are_refused(tmp_path):
+  for folder in ("a", "b"):
+    (tmp_path / "faces" / folder).mkdir(parents=True)
+    Image.new("RGB", (20, 20)).save(tmp_path / "faces" / folder / "face.png")
+  with pytest.raises(celeba.PrepareError, match="two images named face.png"):
+    celeba.prepare(tmp_path / "faces", tmp_path / "out", CONFIG)
+  assert not (tmp_path / "out").exists()
 
 
 def test_bad_images_and_rows_are_skipped_and_listed(sample, tmp_path):
@@ -156,30 +196,40 @@ def test_bad_images_and_rows_are_skipped_and_listed(sample, tmp_path):
   Image.new("RGB", (100, 100)).save(src / "img_align_celeba" / names[2], format="JPEG")
   lines = (root / "list_attr_celeba.txt").read_text().splitlines()
   lines = [l for l in lines if not l.startswith(names[3])]  # missing row
-  lines = [l.replace(" -1", " 7", 1) if l.startswith(names[4]) else l for l in lines]  # malformed
+  lines = [l.replace(" -1", " 7", 1) if l.startswith(names[4]) else l for l in lines]
   (src / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+  (src / "list_eval_partition.txt").write_text(
+      "".join(f"{n} {'5' if n == names[6] else '0'}\n" for n in names if n != names[5]))
   metadata = celeba.prepare(src, tmp_path / "out", CONFIG)
   skipped = dict(l.split("\t") for l in (tmp_path / "out" / "skipped.txt").read_text().splitlines())
-  assert sorted(skipped) == names[:5]
+  assert sorted(skipped) == names[:7]
+  assert "truncated" in skipped[names[0]] and "not an image" in skipped[names[1]]
   assert "178x218" in skipped[names[2]] and "no attribute row" in skipped[names[3]]
-  assert "malformed" in skipped[names[4]]
-  assert metadata["splits"]["train"]["count"] == NUM_IMAGES - 5
-  np.testing.assert_array_equal(celeba.PreparedImages(tmp_path / "out")[0], _reference(images[names[5]]))
+  assert "malformed attribute row" in skipped[names[4]]
+  assert "no partition row" in skipped[names[5]]
+  assert "malformed partition row" in skipped[names[6]]
+  assert metadata["splits"]["train"]["count"] == NUM_IMAGES - 7
+  np.testing.assert_array_equal(_all_images(tmp_path / "out"),
+                                np.stack([_reference(images[n]) for n in names[7:]]))
 
 
-def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch):
+@pytest.mark.parametrize("dies", ["while writing", "after writing"])
+def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, dies):
   root, _, _ = sample
   src = _only(root, "img_align_celeba")
   celeba.prepare(src, tmp_path / "clean", CONFIG)
-  calls = []
   real_write_shard = celeba._write_shard
+  calls = []
 
   def write_then_die(path, records):
     calls.append(path.name)
-    if len(calls) == 2:
-      (path.with_name(f".{path.name}.tmp")).write_bytes(b"half a shard")
-      raise KeyboardInterrupt
-    real_write_shard(path, records)
+    if len(calls) < 2:
+      return real_write_shard(path, records)
+    if dies == "while writing":  # half a shard under the temporary name
+      path.with_name(f".{path.name}.tmp").write_bytes(next(iter(records)))
+    else:  # the shard is complete but not yet recorded as done
+      real_write_shard(path, records)
+    raise KeyboardInterrupt
 
   monkeypatch.setattr(celeba, "_write_shard", write_then_die)
   with pytest.raises(KeyboardInterrupt):
@@ -187,38 +237,94 @@ def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch):
   assert not (tmp_path / "out" / "metadata.json").exists()
   with pytest.raises(ValueError, match="prepare_celeba"):
     celeba.PreparedImages(tmp_path / "out")
-  monkeypatch.setattr(celeba, "_write_shard", real_write_shard)
+  rewritten = []
+
+  def write_and_note(path, records):
+    rewritten.append(path.name)
+    return real_write_shard(path, records)
+
+  monkeypatch.setattr(celeba, "_write_shard", write_and_note)
   celeba.prepare(src, tmp_path / "out", CONFIG)
-  for shard in (tmp_path / "clean").glob("*.array_record"):
-    assert shard.read_bytes() == (tmp_path / "out" / shard.name).read_bytes()
-  assert json.loads((tmp_path / "out" / "metadata.json").read_text()) == \
-      json.loads((tmp_path / "clean" / "metadata.json").read_text())
+  assert rewritten == calls[1:] + ["train-00002-of-00003.array_record"]  # the first is kept
+  assert _shard_bytes(tmp_path / "out") == _shard_bytes(tmp_path / "clean")
+  assert celeba.load_metadata(tmp_path / "out") == celeba.load_metadata(tmp_path / "clean")
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+      sorted(p.name for p in (tmp_path / "clean").iterdir())
 
 
-def test_cli_refuses_bad_flags_with_one_line_and_exit_code_2(sample, tmp_path):
-  root, _, _ = sample
+def test_cli_prepares_and_refuses_bad_flags_with_one_line_and_exit_code_2(sample, tmp_path):
+  root, images, _ = sample
   src = _only(root, "img_align_celeba")
 
   def prepare(*args):
     result = run_module("experiments.prepare_celeba", *args, check=False)
-    return result.returncode, result.stderr.strip().splitlines()[-1]
+    lines = result.stderr.strip().splitlines()
+    return result.returncode, lines[-1] if lines else ""
 
-  code, message = prepare("--src", tmp_path / "missing", "--out", tmp_path / "a")
+  code, message = prepare("--out", tmp_path / "a")
   assert code == 2 and "--src" in message and not (tmp_path / "a").exists()
+  code, message = prepare("--src", tmp_path / "missing", "--out", tmp_path / "a")
+  assert code == 2 and "--src" in message and "does not exist" in message
+  assert not (tmp_path / "a").exists()
   (tmp_path / "empty").mkdir()
   code, message = prepare("--src", tmp_path / "empty", "--out", tmp_path / "b")
-  assert code == 2 and "no images" in message and not (tmp_path / "b").exists()
-  code, _ = prepare("--src", src, "--out", tmp_path / "c", "--resolution", 16, "--num_shards", 2)
-  assert code == 0
+  assert code == 2 and "--src" in message and "no images" in message
+  assert not (tmp_path / "b").exists()
+
+  code, message = prepare("--src", src, "--out", tmp_path / "c", "--resolution", RESOLUTION,
+                          "--num_shards", 2, "--num_workers", 2)
+  assert code == 0 and message.startswith(f"wrote {NUM_IMAGES} images") and "images/s" in message
+  assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+      "metadata.json", "skipped.txt", "train-00000-of-00002.array_record",
+      "train-00001-of-00002.array_record"]
+  np.testing.assert_array_equal(_all_images(tmp_path / "c"),
+                                np.stack([_reference(images[n]) for n in sorted(images)]))
   before = {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()}
-  code, message = prepare("--src", src, "--out", tmp_path / "c", "--resolution", 32)
-  assert code == 2 and "different configuration" in message and "resolution" in message
+  code, message = prepare("--src", src, "--out", tmp_path / "c", "--resolution", 32,
+                          "--num_shards", 2)
+  assert code == 2 and "--out" in message and "different configuration" in message
+  assert "resolution: 16 -> 32" in message
   assert {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()} == before
 
 
-def test_reader_names_the_prepare_command_when_data_is_missing(tmp_path):
-  with pytest.raises(ValueError, match="python -m experiments.prepare_celeba --src .* --out "):
-    celeba.PreparedImages(tmp_path / "nothing")
+def test_out_with_shards_of_another_source_is_refused(sample, tmp_path):
+  root, images, _ = sample
+  src = _only(root, "img_align_celeba")
+  celeba.prepare(src, tmp_path / "out", CONFIG)
+  other = tmp_path / "other"
+  shutil.copytree(src, other)
+  (other / "img_align_celeba" / sorted(images)[0]).unlink()
+  with pytest.raises(celeba.PrepareError, match="source_fingerprint"):
+    celeba.prepare(other, tmp_path / "out", CONFIG)
+
+
+@pytest.mark.parametrize("damage", ["no directory", "no metadata", "lost shard", "old format"])
+def test_reader_names_the_prepare_command_when_data_is_unusable(sample, tmp_path, damage):
+  out = tmp_path / "out"
+  if damage != "no directory":
+    celeba.prepare(_only(sample[0], "img_align_celeba"), out, CONFIG)
+  if damage == "no metadata":
+    (out / "metadata.json").unlink()
+  elif damage == "lost shard":
+    next(out.glob("*.array_record")).unlink()
+  elif damage == "old format":
+    metadata = json.loads((out / "metadata.json").read_text())
+    (out / "metadata.json").write_text(json.dumps({**metadata, "format_version": 0}))
+  with pytest.raises(ValueError) as error:
+    celeba.PreparedImages(out)
+  message = str(error.value)
+  assert "\n" not in message and str(out) in message
+  assert f"python -m experiments.prepare_celeba --src /path/to/img_align_celeba.zip --out {out}" \
+      in message
+
+
+def test_reader_survives_pickling_for_grain_workers(sample, tmp_path):
+  celeba.prepare(_only(sample[0], "img_align_celeba"), tmp_path / "out", CONFIG)
+  source = celeba.PreparedImages(tmp_path / "out")
+  first = source[5].copy()  # opens the readers that pickling must leave behind
+  copy = pickle.loads(pickle.dumps(source))
+  assert len(copy) == len(source) == NUM_IMAGES
+  np.testing.assert_array_equal(copy[5], first)
 
 
 def test_loader_covers_every_prepared_image_once_per_epoch(sample, tmp_path):
