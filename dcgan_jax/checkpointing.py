@@ -21,6 +21,22 @@ def create_manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
   )
 
 
+def create_best_manager(directory: Path) -> ocp.CheckpointManager:
+  """Keeps the one train state with the lowest `score` passed to `save_best`."""
+  return ocp.CheckpointManager(
+      directory.absolute(),
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=1, best_fn=lambda m: m["score"], best_mode="min", create=True),
+      item_names=("state",),
+  )
+
+
+def save_best(manager: ocp.CheckpointManager, state: TrainState, score: float) -> None:
+  step = int(jax.device_get(state.step))
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+               metrics={"score": score})
+
+
 def save(manager: ocp.CheckpointManager, state: TrainState,
          data_iterator: grain.DatasetIterator) -> None:
   step = int(jax.device_get(state.step))

@@ -42,12 +42,23 @@ def latent_noise(seed: int, num: int, z_dim: int) -> np.ndarray:
   return np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (num, z_dim)))
 
 
-def generate(run: TrainedRun, z_NZ: np.ndarray, batch_size: int = 256) -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def sampler(setup: GanSetup):
+  """The jitted `steps.generate_images` of a setup, compiled once per batch shape."""
+  return jax.jit(functools.partial(steps.generate_images, setup))
+
+
+def generate_from(setup: GanSetup, state: TrainState, z_NZ: np.ndarray,
+                  batch_size: int = 256) -> np.ndarray:
   """uint8 (N, R, R, 3) images, generated `batch_size` at a time."""
-  sample = jax.jit(functools.partial(steps.generate_images, run.setup))
-  chunks = [np.asarray(sample(run.state, jnp.asarray(z_NZ[i:i + batch_size])))
+  sample = sampler(setup)
+  chunks = [np.asarray(sample(state, jnp.asarray(z_NZ[i:i + batch_size])))
             for i in range(0, len(z_NZ), batch_size)]
   return np.concatenate(chunks)
+
+
+def generate(run: TrainedRun, z_NZ: np.ndarray, batch_size: int = 256) -> np.ndarray:
+  return generate_from(run.setup, run.state, z_NZ, batch_size)
 
 
 def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -14,11 +14,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from dcgan_jax import checkpointing, input_pipeline, parallel, run_dir, steps, summaries
+from dcgan_jax import (checkpointing, evaluation, generate, input_pipeline, parallel, run_dir,
+                       steps, summaries)
 from dcgan_jax.train_state import (GanSetup, TrainState, abstract_state, init_state,
                                    setup_from_config, state_fingerprint)
 
-_SAMPLE_NOISE_STREAM = 1  # fold_in constant: fixed sample noise never collides with training keys.
+# fold_in constants: the noise of sample grids and of evaluations never collides with
+# training keys or with each other.
+_SAMPLE_NOISE_STREAM = 1
+_EVAL_NOISE_STREAM = 2
 
 
 def total_steps(train_config: ml_collections.ConfigDict, num_images: int) -> int:
@@ -29,10 +33,16 @@ def total_steps(train_config: ml_collections.ConfigDict, num_images: int) -> int
   return train_config.num_steps
 
 
-def fixed_noise(seed: int, num_samples: int, z_dim: int) -> jax.Array:
-  """The noise behind every sample grid of a run: a function of the seed alone."""
-  key = jax.random.fold_in(jax.random.PRNGKey(seed), _SAMPLE_NOISE_STREAM)
+def fixed_noise(seed: int, num_samples: int, z_dim: int,
+                stream: int = _SAMPLE_NOISE_STREAM) -> jax.Array:
+  """The noise behind every sample grid (or evaluation) of a run: a function of the seed."""
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), stream)
   return jax.random.normal(key, (num_samples, z_dim))
+
+
+def evaluation_cache_dir(config: ml_collections.ConfigDict, workdir: Path) -> Path:
+  """Reference statistics live next to prepared data (shared by runs), else in the run."""
+  return Path(config.data.dir) if config.data.source == "celeba" else workdir
 
 
 def create_or_restore_state(setup: GanSetup, seed: int, mesh: jax.sharding.Mesh,
@@ -78,13 +88,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   train_step = jax.jit(functools.partial(steps.train_step, setup),
                        in_shardings=(replicated, batch_sharding),
                        out_shardings=(replicated, replicated), donate_argnums=0)
-  sample = jax.jit(functools.partial(steps.generate_images, setup), out_shardings=replicated)
   sample_noise = fixed_noise(config.seed, config.train.num_samples, setup.z_dim)
   writer = summaries.MetricWriter(workdir, enabled=is_main_process)
 
   def write_samples(step: int) -> None:
-    images = np.asarray(jax.device_get(sample(state, sample_noise)))
+    images = generate.generate_from(setup, state, sample_noise)
     writer.write_sample_grid(step, summaries.image_grid(images))
+
+  evaluator = best_manager = None
+  if config.eval.every_steps:
+    evaluator = evaluation.Evaluator(config, evaluation_cache_dir(config, workdir),
+                                     num_samples=config.eval.num_samples,
+                                     inception_weights=config.eval.inception_weights)
+    if evaluator.unavailable_reason and is_main_process:
+      print(f"evaluating SWD only. {evaluator.unavailable_reason}", flush=True)
+    eval_noise = np.asarray(fixed_noise(config.seed, evaluator.num_samples, setup.z_dim,
+                                        _EVAL_NOISE_STREAM))
+    best_manager = checkpointing.create_best_manager(workdir / "checkpoints_best")
+
+  def evaluate(step: int) -> None:
+    scores = evaluator(generate.generate_from(setup, state, eval_noise))
+    writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
+    checkpointing.save_best(best_manager, state, scores[evaluation.selection_metric(scores)])
 
   first_step = int(jax.device_get(state.step))
   last_scalars: dict[str, float] = {}
@@ -114,12 +139,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       pending = (step, metrics)
     if step % config.train.sample_every == 0 or step == num_steps:
       write_samples(step)
+    if evaluator and (step % config.eval.every_steps == 0 or step == num_steps):
+      evaluate(step)
     if step % config.train.checkpoint_every == 0 or step == num_steps:
       checkpointing.save(manager, state, data_iterator)
   if pending is not None:
     log(*pending)
 
   manager.wait_until_finished()
+  if best_manager is not None:
+    best_manager.wait_until_finished()
   writer.close()
   final = {
       "step": int(jax.device_get(state.step)),

@@ -21,4 +21,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.train.log_every = 100
   config.train.sample_every = 1000
   config.train.checkpoint_every = 2000
+  config.eval.every_steps = 5000
   return common.apply_variant(config, variant)

@@ -42,6 +42,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every = 2000
   config.train.keep_checkpoints = 3
   config.train.num_samples = 64  # images in the fixed-noise grid
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.every_steps = 0  # 0: no evaluation during training
+  config.eval.num_samples = 10_000  # generated (and real) images per evaluation
+  config.eval.inception_weights = ""  # path to pt_inception-2015-12-05-6726825d.pth; "" searches the cache
+  config.eval.reference_num_images = 0  # real images behind the FID statistics; 0: the whole split
   return config
 
 
@@ -68,3 +74,4 @@ def _make_tiny(config: ml_collections.ConfigDict) -> None:
   config.train.sample_every = 4
   config.train.checkpoint_every = 4
   config.train.num_samples = 16
+  config.eval.num_samples = 64

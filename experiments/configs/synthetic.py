@@ -21,4 +21,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.train.log_every = 50
   config.train.sample_every = 500
   config.train.checkpoint_every = 1000
+  config.eval.every_steps = 1000
+  config.eval.num_samples = 1000
   return common.apply_variant(config, variant)

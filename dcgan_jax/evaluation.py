@@ -1,0 +1,106 @@
+"""Scores generated faces against the run's own data: SWD always; FID, KID and IS when
+pytorch-fid's Inception weights are available.
+
+The real side is drawn once per evaluator: `num_samples` training images chosen with the
+run's seed (for SWD and KID), and, for FID, the Inception statistics of the whole split
+(or its first `reference_num_images` in a seeded order), cached on disk next to the
+data and keyed by what they were computed from.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from dcgan_jax import inception, input_pipeline, metrics, swd
+
+_READ_CHUNK = 1000
+
+
+def _sample_indices(num_images: int, num: int, seed: int) -> np.ndarray:
+  return np.sort(np.random.default_rng(seed).choice(num_images, min(num, num_images), replace=False))
+
+
+def _read(source: input_pipeline.ImageSource, indices: np.ndarray) -> np.ndarray:
+  return np.stack([source[int(i)] for i in indices])
+
+
+def reference_cache_key(data_config: ml_collections.ConfigDict, seed: int,
+                        reference_num_images: int) -> str:
+  """What the reference statistics depend on, as a short hash."""
+  if data_config.source == "celeba":
+    from dcgan_jax import celeba  # pylint: disable=g-import-not-at-top
+    metadata = celeba.load_metadata(data_config.dir)
+    identity = [metadata["source_fingerprint"], metadata["crop"], metadata["resolution"],
+                data_config.split]
+  else:
+    identity = [data_config.source, data_config.num_images, data_config.resolution, seed]
+  identity += [reference_num_images, inception.WEIGHTS_FILE]
+  return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+
+
+def reference_statistics(source: input_pipeline.ImageSource, variables: dict, cache_path: Path,
+                         num_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and covariance of pool3 over the real images, read from `cache_path` if there."""
+  if cache_path.is_file():
+    with np.load(cache_path) as cached:
+      return cached["mu"], cached["sigma"]
+  count = len(source) if num_images <= 0 else min(num_images, len(source))
+  order = np.arange(len(source)) if count == len(source) else _sample_indices(len(source), count, seed)
+  features = np.concatenate([
+      inception.inception_features(variables, _read(source, order[i:i + _READ_CHUNK]))["pool3"]
+      for i in range(0, count, _READ_CHUNK)])
+  mu, sigma = metrics.feature_statistics(features)
+  cache_path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = cache_path.with_name(f".{cache_path.stem}.tmp.npz")
+  np.savez(tmp, mu=mu, sigma=sigma)
+  tmp.replace(cache_path)
+  return mu, sigma
+
+
+class Evaluator:
+  """Call it with uint8 (num_samples, R, R, 3) generated images; returns flat metrics."""
+
+  def __init__(self, config: ml_collections.ConfigDict, cache_dir: Path, *,
+               num_samples: int, inception_weights: str | None = None):
+    self.source = input_pipeline.create_source(config.data, config.seed)
+    indices = _sample_indices(len(self.source), num_samples, config.seed)
+    self.num_samples = len(indices)
+    self.real_images = _read(self.source, indices)
+    self.seed = config.seed
+    weights = inception.find_inception_weights(inception_weights or None)
+    self.inception_variables = None if weights is None else inception.load_inception_params(weights)
+    self.unavailable_reason = None if weights else inception.weights_hint()
+    if self.inception_variables is not None:
+      reference_num_images = config.eval.reference_num_images
+      key = reference_cache_key(config.data, config.seed, reference_num_images)
+      cache = cache_dir / f"inception_stats_{config.data.split}_{key}.npz"
+      self.real_mu, self.real_sigma = reference_statistics(
+          self.source, self.inception_variables, cache, reference_num_images, config.seed)
+      self.real_pool3 = inception.inception_features(self.inception_variables,
+                                                     self.real_images)["pool3"]
+
+  def __call__(self, fake_images: np.ndarray) -> dict[str, float]:
+    if len(fake_images) != self.num_samples:
+      raise ValueError(f"expected {self.num_samples} generated images, got {len(fake_images)}")
+    result = swd.sliced_wasserstein_distance(self.real_images, fake_images, seed=self.seed)
+    scores = {"swd": result["mean"]}
+    scores |= {f"swd_{r}px": v for r, v in zip(result["resolutions"], result["per_level"])}
+    if self.inception_variables is None:
+      return scores
+    features = inception.inception_features(self.inception_variables, fake_images)
+    mu, sigma = metrics.feature_statistics(features["pool3"])
+    kid = metrics.kernel_inception_distance(self.real_pool3, features["pool3"], seed=self.seed)
+    inception_score = metrics.inception_score(features["logits_unbiased"])
+    return scores | {
+        "fid": metrics.frechet_distance(mu, sigma, self.real_mu, self.real_sigma),
+        "kid": kid.mean, "kid_std": kid.std,
+        "is": inception_score.mean, "is_std": inception_score.std,
+    }
+
+
+def selection_metric(scores: dict[str, float]) -> str:
+  """The metric that picks the best checkpoint: FID where available, else SWD."""
+  return "fid" if "fid" in scores else "swd"

@@ -1,0 +1,43 @@
+"""Evaluation in training and on demand: what is logged, kept and printed."""
+
+import json
+
+import pytest
+
+from tests.cli import run_module, train
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("evaluated")
+  train(workdir, "--config.eval.every_steps=4", env={"DCGAN_JAX_CACHE": str(workdir / "no_cache")})
+  return workdir
+
+
+def test_training_logs_evaluations_and_keeps_the_best_checkpoint(evaluated_run):
+  rows = [json.loads(l) for l in (evaluated_run / "metrics.jsonl").read_text().splitlines()]
+  evals = [r for r in rows if "eval_swd" in r]
+  assert [r["step"] for r in evals] == [4, 8]
+  assert all(r["eval_swd"] > 0 and "eval_fid" not in r for r in evals)
+  best_step = min(evals, key=lambda r: r["eval_swd"])["step"]
+  assert [p.name for p in (evaluated_run / "checkpoints_best").iterdir() if p.name.isdigit()] == [str(best_step)]
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(evaluated_run))
+  events.Reload()
+  assert [e.step for e in events.Scalars("eval_swd")] == [4, 8]
+
+
+def test_evaluate_cli_prints_and_writes_the_scores(evaluated_run):
+  result = run_module("experiments.evaluate", "--workdir", evaluated_run, "--num_samples", 32,
+                      env={"DCGAN_JAX_CACHE": str(evaluated_run / "no_cache")})
+  printed = json.loads(result.stdout.strip().splitlines()[-1])
+  assert printed["step"] == 8 and printed["num_samples"] == 32 and printed["swd"] > 0
+  assert "fid" not in printed and "pt_inception-2015-12-05-6726825d.pth" in result.stderr
+  assert json.loads((evaluated_run / "eval_step0000008.json").read_text()) == printed
+
+
+def test_evaluate_cli_with_a_missing_weights_path_says_so(evaluated_run):
+  result = run_module("experiments.evaluate", "--workdir", evaluated_run, "--num_samples", 8,
+                      "--inception_weights", evaluated_run / "nope.pth", check=False)
+  assert result.returncode != 0
+  assert "nope.pth" in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
