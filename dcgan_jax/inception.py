@@ -1,0 +1,466 @@
+"""The InceptionV3 behind FID, KID and IS, as pytorch-fid runs it, in Flax Linen.
+
+The network is the 2015-12-05 TensorFlow graph of the original FID code, in the form
+pytorch-fid ported it: torchvision's InceptionV3 layout with the FID
+graph's quirks (3x3 average pools that ignore their zero padding, a max pool in the last
+block, 1008 classes). Images go in as pytorch-fid feeds them: scaled to [0, 1], resized
+bilinearly to 299x299 (half-pixel centres, no antialiasing: `F.interpolate(...,
+mode='bilinear', align_corners=False)`), then mapped to [-1, 1]. Convolutions and the
+classifier run in float32 at full precision, never TF32, whatever the GPU's default.
+
+Weights: pytorch-fid's release file `pt_inception-2015-12-05-6726825d.pth`, read here
+without torch (see `read_torch_state_dict`). `find_inception_weights` looks for it in
+`$DCGAN_JAX_CACHE`, `~/.cache/dcgan_jax/` and torch hub's cache, where pytorch-fid
+downloads it; without it, Inception metrics are unavailable and `weights_hint` tells
+where to get it.
+"""
+
+import collections
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILE}"
+INPUT_SIZE = 299
+NUM_CLASSES = 1008
+POOL3_DIM = 2048
+
+_BN_EPSILON = 1e-3
+_PRECISION = jax.lax.Precision.HIGHEST
+
+
+# ---------------------------------------------------------------------------- network
+
+
+class BasicConv2d(nn.Module):
+  """Convolution without bias, inference-mode BatchNorm, ReLU."""
+
+  features: int
+  kernel_size: tuple[int, int]
+  strides: int = 1
+  padding: tuple[int, int] = (0, 0)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = nn.Conv(self.features, self.kernel_size, strides=self.strides,
+                padding=[(p, p) for p in self.padding], use_bias=False, precision=_PRECISION,
+                name="conv")(x)
+    x = nn.BatchNorm(use_running_average=True, epsilon=_BN_EPSILON, name="bn")(x)
+    return nn.relu(x)
+
+
+def _avg_pool_3x3(x: jax.Array) -> jax.Array:
+  # TensorFlow's average pool leaves the zero padding out of the count.
+  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+
+
+def _max_pool_3x3(x: jax.Array) -> jax.Array:
+  return nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
+
+
+def _max_pool_3x3_stride_2(x: jax.Array) -> jax.Array:
+  return nn.max_pool(x, (3, 3), strides=(2, 2))
+
+
+class InceptionA(nn.Module):
+  pool_features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b1 = BasicConv2d(64, (1, 1), name="branch1x1")(x)
+    b5 = BasicConv2d(48, (1, 1), name="branch5x5_1")(x)
+    b5 = BasicConv2d(64, (5, 5), padding=(2, 2), name="branch5x5_2")(b5)
+    b3 = BasicConv2d(64, (1, 1), name="branch3x3dbl_1")(x)
+    b3 = BasicConv2d(96, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(b3)
+    b3 = BasicConv2d(96, (3, 3), padding=(1, 1), name="branch3x3dbl_3")(b3)
+    bp = BasicConv2d(self.pool_features, (1, 1), name="branch_pool")(_avg_pool_3x3(x))
+    return jnp.concatenate([b1, b5, b3, bp], axis=-1)
+
+
+class InceptionB(nn.Module):
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b3 = BasicConv2d(384, (3, 3), strides=2, name="branch3x3")(x)
+    bd = BasicConv2d(64, (1, 1), name="branch3x3dbl_1")(x)
+    bd = BasicConv2d(96, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(bd)
+    bd = BasicConv2d(96, (3, 3), strides=2, name="branch3x3dbl_3")(bd)
+    return jnp.concatenate([b3, bd, _max_pool_3x3_stride_2(x)], axis=-1)
+
+
+class InceptionC(nn.Module):
+  channels_7x7: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c = self.channels_7x7
+    b1 = BasicConv2d(192, (1, 1), name="branch1x1")(x)
+    b7 = BasicConv2d(c, (1, 1), name="branch7x7_1")(x)
+    b7 = BasicConv2d(c, (1, 7), padding=(0, 3), name="branch7x7_2")(b7)
+    b7 = BasicConv2d(192, (7, 1), padding=(3, 0), name="branch7x7_3")(b7)
+    bd = BasicConv2d(c, (1, 1), name="branch7x7dbl_1")(x)
+    bd = BasicConv2d(c, (7, 1), padding=(3, 0), name="branch7x7dbl_2")(bd)
+    bd = BasicConv2d(c, (1, 7), padding=(0, 3), name="branch7x7dbl_3")(bd)
+    bd = BasicConv2d(c, (7, 1), padding=(3, 0), name="branch7x7dbl_4")(bd)
+    bd = BasicConv2d(192, (1, 7), padding=(0, 3), name="branch7x7dbl_5")(bd)
+    bp = BasicConv2d(192, (1, 1), name="branch_pool")(_avg_pool_3x3(x))
+    return jnp.concatenate([b1, b7, bd, bp], axis=-1)
+
+
+class InceptionD(nn.Module):
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b3 = BasicConv2d(192, (1, 1), name="branch3x3_1")(x)
+    b3 = BasicConv2d(320, (3, 3), strides=2, name="branch3x3_2")(b3)
+    b7 = BasicConv2d(192, (1, 1), name="branch7x7x3_1")(x)
+    b7 = BasicConv2d(192, (1, 7), padding=(0, 3), name="branch7x7x3_2")(b7)
+    b7 = BasicConv2d(192, (7, 1), padding=(3, 0), name="branch7x7x3_3")(b7)
+    b7 = BasicConv2d(192, (3, 3), strides=2, name="branch7x7x3_4")(b7)
+    return jnp.concatenate([b3, b7, _max_pool_3x3_stride_2(x)], axis=-1)
+
+
+class InceptionE(nn.Module):
+  # The FID graph's last block pools with a max where every other InceptionV3 averages.
+  pool: Callable[[jax.Array], jax.Array]
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b1 = BasicConv2d(320, (1, 1), name="branch1x1")(x)
+    b3 = BasicConv2d(384, (1, 1), name="branch3x3_1")(x)
+    b3 = jnp.concatenate([BasicConv2d(384, (1, 3), padding=(0, 1), name="branch3x3_2a")(b3),
+                          BasicConv2d(384, (3, 1), padding=(1, 0), name="branch3x3_2b")(b3)], -1)
+    bd = BasicConv2d(448, (1, 1), name="branch3x3dbl_1")(x)
+    bd = BasicConv2d(384, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(bd)
+    bd = jnp.concatenate([BasicConv2d(384, (1, 3), padding=(0, 1), name="branch3x3dbl_3a")(bd),
+                          BasicConv2d(384, (3, 1), padding=(1, 0), name="branch3x3dbl_3b")(bd)], -1)
+    bp = BasicConv2d(192, (1, 1), name="branch_pool")(self.pool(x))
+    return jnp.concatenate([b1, b3, bd, bp], axis=-1)
+
+
+class Classifier(nn.Module):
+  """The 1008-way layer; returns logits with and without its bias.
+
+  torch-fidelity (like the original TensorFlow Inception Score) takes the softmax of the
+  logits without the bias, so both are kept exact rather than one derived from the other.
+  """
+
+  @nn.compact
+  def __call__(self, pool3: jax.Array) -> tuple[jax.Array, jax.Array]:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (pool3.shape[-1], NUM_CLASSES))
+    bias = self.param("bias", nn.initializers.zeros, (NUM_CLASSES,))
+    unbiased = jnp.dot(pool3, kernel, precision=_PRECISION)
+    return unbiased + bias, unbiased
+
+
+class FIDInceptionV3(nn.Module):
+  """x (B, 299, 299, 3) in [-1, 1] -> {'pool3': (B, 2048), 'logits', 'logits_unbiased': (B, 1008)}.
+
+  Submodules carry pytorch-fid's state-dict names, so weights map over name for name.
+  """
+
+  @nn.compact
+  def __call__(self, x_BHWC: jax.Array) -> dict[str, jax.Array]:
+    x = BasicConv2d(32, (3, 3), strides=2, name="Conv2d_1a_3x3")(x_BHWC)
+    x = BasicConv2d(32, (3, 3), name="Conv2d_2a_3x3")(x)
+    x = BasicConv2d(64, (3, 3), padding=(1, 1), name="Conv2d_2b_3x3")(x)
+    x = _max_pool_3x3_stride_2(x)
+    x = BasicConv2d(80, (1, 1), name="Conv2d_3b_1x1")(x)
+    x = BasicConv2d(192, (3, 3), name="Conv2d_4a_3x3")(x)
+    x = _max_pool_3x3_stride_2(x)
+    x = InceptionA(32, name="Mixed_5b")(x)
+    x = InceptionA(64, name="Mixed_5c")(x)
+    x = InceptionA(64, name="Mixed_5d")(x)
+    x = InceptionB(name="Mixed_6a")(x)
+    for name, channels_7x7 in [("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160),
+                               ("Mixed_6e", 192)]:
+      x = InceptionC(channels_7x7, name=name)(x)
+    x = InceptionD(name="Mixed_7a")(x)
+    x = InceptionE(_avg_pool_3x3, name="Mixed_7b")(x)
+    x = InceptionE(_max_pool_3x3, name="Mixed_7c")(x)
+    pool3 = jnp.mean(x, axis=(1, 2))
+    logits, logits_unbiased = Classifier(name="fc")(pool3)
+    return {"pool3": pool3, "logits": logits, "logits_unbiased": logits_unbiased}
+
+
+def preprocess(images_BHWC: jax.Array) -> jax.Array:
+  """uint8 [0, 255] or float [-1, 1] images, any size -> float32 (B, 299, 299, 3) in [-1, 1].
+
+  Same order as pytorch-fid: to [0, 1], resize, then to [-1, 1]. Float images are used
+  as they are; quantise them to uint8 first to score exactly what a saved PNG would hold.
+  """
+  if images_BHWC.dtype == jnp.uint8:
+    x = images_BHWC.astype(jnp.float32) / 255.0
+  else:
+    x = (images_BHWC.astype(jnp.float32) + 1.0) / 2.0
+  b, _, _, c = x.shape
+  # Without antialiasing jax's bilinear kernel is torch's align_corners=False one, edges
+  # included (out-of-range taps are dropped and the rest renormalised, as torch clamps).
+  x = jax.image.resize(x, (b, INPUT_SIZE, INPUT_SIZE, c), "bilinear", antialias=False)
+  return 2.0 * x - 1.0
+
+
+_OUTPUT_DIMS = {"pool3": POOL3_DIM, "logits": NUM_CLASSES, "logits_unbiased": NUM_CLASSES}
+
+
+@jax.jit
+def _features(variables: dict, images_BHWC: jax.Array) -> dict[str, jax.Array]:
+  return FIDInceptionV3().apply(variables, preprocess(images_BHWC))
+
+
+def inception_features(variables: dict, images_BHWC: np.ndarray,
+                       batch_size: int = 100) -> dict[str, np.ndarray]:
+  """Runs the network over `images_BHWC` (uint8 or float in [-1, 1]) in batches.
+
+  Returns float32 numpy arrays 'pool3' (N, 2048) for FID/KID and 'logits' and
+  'logits_unbiased' (N, 1008); the Inception Score uses 'logits_unbiased'. The last batch
+  is padded to `batch_size`, so one compilation serves every call with that size.
+  """
+  outputs: dict[str, list[np.ndarray]] = {key: [] for key in _OUTPUT_DIMS}
+  for start in range(0, len(images_BHWC), batch_size):
+    batch = images_BHWC[start:start + batch_size]
+    padding = batch_size - len(batch)
+    if padding:
+      batch = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)])
+    for key, value in _features(variables, batch).items():
+      outputs[key].append(np.asarray(value)[:batch_size - padding])
+  return {key: np.concatenate([np.zeros((0, dim), np.float32), *outputs[key]])
+          for key, dim in _OUTPUT_DIMS.items()}
+
+
+# ---------------------------------------------------------------------------- weights
+
+
+def _cache_dirs() -> list[Path]:
+  dirs = []
+  if os.environ.get("DCGAN_JAX_CACHE"):
+    dirs.append(Path(os.environ["DCGAN_JAX_CACHE"]))
+  dirs.append(Path.home() / ".cache" / "dcgan_jax")
+  # Where pytorch-fid itself downloads the file, so an existing copy is found.
+  torch_home = os.environ.get("TORCH_HOME", str(Path.home() / ".cache" / "torch"))
+  dirs.append(Path(torch_home) / "hub" / "checkpoints")
+  return dirs
+
+
+def find_inception_weights(explicit_path: str | None = None) -> Path | None:
+  """The weights file: `explicit_path` if given, else the first cached copy, else None.
+
+  A given path that does not exist raises FileNotFoundError rather than silently
+  disabling the metrics.
+  """
+  if explicit_path is not None:
+    path = Path(explicit_path).expanduser()
+    if not path.is_file():
+      raise FileNotFoundError(f"Inception weights not found at {path}. {weights_hint()}")
+    return path
+  for directory in _cache_dirs():
+    if (directory / WEIGHTS_FILE).is_file():
+      return directory / WEIGHTS_FILE
+  return None
+
+
+def weights_hint() -> str:
+  """One line telling where to get the weights and where to put them."""
+  return (f"Inception metrics (FID, KID, IS) need {WEIGHTS_FILE}: download {WEIGHTS_URL} "
+          f"into $DCGAN_JAX_CACHE or ~/.cache/dcgan_jax/, or pass its path.")
+
+
+_BATCH_NORM_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
+                      "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+_LAYER_LEAVES = {"weight": ("params", "kernel"), "bias": ("params", "bias")}
+
+
+def load_inception_params(path: str | os.PathLike) -> dict[str, Any]:
+  """pytorch-fid's Inception state dict -> Flax variables {'params', 'batch_stats'}.
+
+  Conv weights OIHW become HWIO kernels, the classifier's (out, in) weight an (in, out)
+  kernel, BatchNorm weight/bias/running stats scale/bias/mean/var. Every expected array
+  must be present with its shape; anything else in the file is an error too.
+  """
+  variables: dict[str, Any] = {"params": {}, "batch_stats": {}}
+  for torch_name, value in read_torch_state_dict(path).items():
+    *modules, leaf = torch_name.split(".")
+    if leaf == "num_batches_tracked":
+      continue
+    leaves = _BATCH_NORM_LEAVES if modules[-1:] == ["bn"] else _LAYER_LEAVES
+    if leaf not in leaves:
+      raise ValueError(f"{path}: unexpected entry {torch_name!r}")
+    collection, name = leaves[leaf]
+    if value.ndim == 4:
+      value = value.transpose(2, 3, 1, 0)
+    elif value.ndim == 2:
+      value = value.T
+    tree = variables[collection]
+    for module in modules:
+      tree = tree.setdefault(module, {})
+    tree[name] = jnp.asarray(value, jnp.float32)
+  _check_variables(variables, path)
+  return variables
+
+
+def _check_variables(variables: dict[str, Any], path: str | os.PathLike) -> None:
+  expected = jax.eval_shape(FIDInceptionV3().init, jax.random.key(0),
+                            jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3)))
+  want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(expected)}
+  got = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(variables)}
+  if want != got:
+    missing = sorted(set(want) - set(got))
+    unexpected = sorted(set(got) - set(want))
+    wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+    raise ValueError(f"{path} is not pytorch-fid's Inception: missing {missing[:5]}, "
+                     f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
+
+
+# ---------------------------------------------------------------------------- .pth reader
+
+
+_STORAGE_DTYPES = {
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+}
+# The legacy format starts with this number, pickled.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+class _Storage:
+  """A flat typed buffer, filled in when its bytes are read."""
+
+  def __init__(self, dtype: np.dtype):
+    self.dtype = np.dtype(dtype)
+    self.data: np.ndarray | None = None
+
+  def array(self) -> np.ndarray:
+    if self.data is None:
+      raise ValueError("the file holds no data for a storage it refers to")
+    return self.data
+
+
+class _PendingTensor:
+  """A tensor whose storage may not have been read yet (the legacy format stores data last)."""
+
+  def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...],
+               stride: tuple[int, ...], *_unused: Any):
+    self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+
+  def materialise(self) -> np.ndarray:
+    flat = self.storage.array()
+    if 0 in self.size:
+      return np.zeros(self.size, flat.dtype)
+    last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+    # as_strided does not check bounds: a corrupt file must not read past the buffer.
+    if self.offset < 0 or min(self.stride, default=0) < 0 or last >= len(flat):
+      raise ValueError("a tensor in the file reaches outside its storage")
+    itemsize = flat.dtype.itemsize
+    view = np.lib.stride_tricks.as_strided(flat[self.offset:], self.size,
+                                           [s * itemsize for s in self.stride], writeable=False)
+    return np.array(view)
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+  """Unpickles a saved torch state dict and nothing else: no torch, no arbitrary code.
+
+  Only the names a state dict of plain tensors is made of resolve: the ordered dict, the
+  tensor rebuild function and the storage types, each to a numpy stand-in.
+  """
+
+  def __init__(self, file: BinaryIO, storage: Callable[[tuple], _Storage]):
+    super().__init__(file)
+    self._storage = storage
+
+  def find_class(self, module: str, name: str) -> Any:
+    if (module, name) == ("collections", "OrderedDict"):
+      return collections.OrderedDict
+    if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+      return _PendingTensor
+    if module == "torch" and name in _STORAGE_DTYPES:
+      return _STORAGE_DTYPES[name]
+    raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weights file")
+
+  def persistent_load(self, pid: Any) -> _Storage:
+    if not (isinstance(pid, tuple) and pid and pid[0] in ("storage", b"storage")):
+      raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+    return self._storage(pid[1:])
+
+
+def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """Reads a `torch.save`d dict of tensors into numpy arrays, without importing torch.
+
+  Handles both of torch.save's formats: the zip archive (torch >= 1.6: `*/data.pkl`
+  plus one `*/data/<key>` member per storage) and the older single stream (pickled magic
+  number, protocol and system info, the object, the storage keys, then each storage as
+  an int64 element count followed by its bytes).
+  """
+  path = Path(path)
+  if zipfile.is_zipfile(path):
+    pending = _read_zip(path)
+  else:
+    with open(path, "rb") as f:
+      pending = _read_legacy(f)
+  return {key: tensor.materialise() for key, tensor in pending.items()}
+
+
+def _read_zip(path: Path) -> dict[str, _PendingTensor]:
+  with zipfile.ZipFile(path) as archive:
+    pickle_name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+    if pickle_name is None:
+      raise ValueError(f"{path} is a zip archive but not one written by torch.save")
+    prefix = pickle_name[:-len("data.pkl")]
+    byteorder = "<"
+    if f"{prefix}byteorder" in archive.namelist():
+      byteorder = "<" if archive.read(f"{prefix}byteorder") == b"little" else ">"
+    storages: dict[str, _Storage] = {}
+
+    def storage(pid: tuple) -> _Storage:
+      dtype, key, _location, numel = pid
+      if key not in storages:
+        storages[key] = _Storage(dtype)
+        storages[key].data = np.frombuffer(archive.read(f"{prefix}data/{key}"),
+                                           np.dtype(dtype).newbyteorder(byteorder), numel)
+      return storages[key]
+
+    with archive.open(pickle_name) as f:
+      return _tensors(_StateDictUnpickler(f, storage).load(), path)
+
+
+def _read_legacy(f: BinaryIO) -> dict[str, _PendingTensor]:
+  header = _StateDictUnpickler(f, _no_storage)
+  if header.load() != _LEGACY_MAGIC:
+    raise ValueError(f"{f.name} is neither a zip archive nor a legacy torch.save file")
+  header.load()  # protocol version
+  header.load()  # system info
+  storages: dict[str, _Storage] = {}
+
+  def storage(pid: tuple) -> _Storage:
+    dtype, key, _location, _numel, view = pid
+    if view is not None:
+      # Only storages nested in others come as views; separately saved parameters never are.
+      raise pickle.UnpicklingError(f"{f.name}: storage views are not supported")
+    return storages.setdefault(key, _Storage(dtype))
+
+  result = _StateDictUnpickler(f, storage).load()
+  for key in _StateDictUnpickler(f, _no_storage).load():
+    root = storages[key]
+    numel = int(np.frombuffer(f.read(8), "<i8")[0])
+    root.data = np.frombuffer(f.read(numel * root.dtype.itemsize), root.dtype, numel)
+  return _tensors(result, Path(f.name))
+
+
+def _no_storage(pid: tuple) -> _Storage:
+  raise pickle.UnpicklingError(f"unexpected storage {pid!r} outside the state dict")
+
+
+def _tensors(obj: Any, path: Path) -> dict[str, _PendingTensor]:
+  if not isinstance(obj, dict) or not all(isinstance(v, _PendingTensor) for v in obj.values()):
+    raise ValueError(f"{path} does not hold a state dict of tensors")
+  return dict(obj)
+
