@@ -1,0 +1,34 @@
+"""Writes a report of a trained run: curves, faces and an index.html in DIR/report/.
+
+  python -m experiments.report --workdir DIR [--num_neighbours 8] [--seed 0]
+
+Open DIR/report/index.html in a browser.
+"""
+
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+
+from dcgan_jax import report
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
+_NUM_NEIGHBOURS = flags.DEFINE_integer("num_neighbours", 8,
+                                       "Training images shown beside each generated face.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the latent noise and of the images chosen.")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.ERROR)
+  try:
+    report_dir = report.write_report(Path(_WORKDIR.value), num_neighbours=_NUM_NEIGHBOURS.value,
+                                     seed=_SEED.value)
+  except (ValueError, FileNotFoundError) as error:
+    sys.exit(f"error: {error}")
+  print(f"wrote {report_dir / 'index.html'}")
+
+
+if __name__ == "__main__":
+  app.run(main)

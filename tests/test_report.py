@@ -1,0 +1,86 @@
+"""The report command on a trained run: every figure, the progress GIF, the index page,
+metrics read as training writes them, and a neighbour search that finds the true nearest."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image, ImageSequence
+
+from dcgan_jax import report
+from tests.cli import run_module, train
+
+REPORT_IMAGES = ("losses.png", "metrics.png", "samples.png", "progress.gif", "real_vs_fake.png",
+                 "interpolation.png", "discriminator_features.png", "nearest_neighbours.png")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("trained")
+  train(workdir)
+  with open(workdir / "metrics.jsonl", "a", encoding="utf-8") as metrics:
+    metrics.write(json.dumps({"step": 8, "eval_fid": 123.4}) + "\n")
+  run_module("experiments.report", "--workdir", workdir, "--num_neighbours", 3)
+  return workdir
+
+
+def test_report_writes_every_image_and_an_index_linking_each(workdir):
+  report_dir = workdir / "report"
+  for name in REPORT_IMAGES:
+    with Image.open(report_dir / name) as image:
+      image.load()
+      assert 60 <= min(image.size) and max(image.size) <= 4000, (name, image.size)
+  links = re.findall(r'src="([^"]+)"', (report_dir / "index.html").read_text())
+  assert sorted(links) == sorted(REPORT_IMAGES)
+  assert (report_dir / "samples.png").read_bytes() == (
+      workdir / "samples" / "step_0000008.png").read_bytes()
+
+
+def test_progress_gif_has_one_frame_per_sample_grid_in_step_order(workdir):
+  grids = [np.asarray(Image.open(workdir / "samples" / f"step_{step:07d}.png").convert("RGB"))
+           for step in (4, 8)]
+  with Image.open(workdir / "report" / "progress.gif") as gif:
+    frames = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)]
+  assert len(frames) == len(grids)
+  for frame, grid in zip(frames, grids):
+    h, w, _ = grid.shape
+    assert frame.shape[1] == w and frame.shape[0] > h  # the step label goes beneath
+    # GIF keeps 256 colours per frame, so the grid comes back close, not bit-exact.
+    assert np.abs(frame[:h].astype(int) - grid).mean() < 3
+
+
+def test_metrics_are_read_as_a_resumed_run_leaves_them(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  rows = [{"step": 2, "d_loss": 1.0}, {"step": 4, "d_loss": 0.9},
+          {"step": 4, "eval_kid": 0.5, "eval_kid_std": 0.1, "eval_swd": 7.0},
+          {"step": 4, "d_loss": 0.8}]  # step 4 again, after resuming from step 2
+  path.write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"step": 6, "d_lo')
+  read = report.read_metrics(path)
+  steps, values = report.series(read, "d_loss")
+  assert steps.tolist() == [2, 4] and values.tolist() == [1.0, 0.8]
+  assert report.eval_metric_names(read) == ["kid", "swd"]
+
+
+def test_nearest_neighbours_are_the_brute_force_nearest():
+  rng = np.random.default_rng(0)
+  queries = rng.integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+  source = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
+  candidates = report.candidate_indices(len(source), 30, rng)
+  chunks = report.embedded_chunks(source, candidates, report.PIXEL_SPACE, chunk_size=7)
+  indices, distances = report.nearest_neighbours(report.pixel_features(queries), chunks, k=4)
+
+  brute = np.linalg.norm(queries.reshape(5, 1, -1).astype(float)
+                         - source[candidates].reshape(1, 30, -1), axis=-1)
+  nearest = np.argsort(brute, axis=1)[:, :4]
+  np.testing.assert_array_equal(indices, candidates[nearest])
+  np.testing.assert_allclose(distances, np.take_along_axis(brute, nearest, axis=1), rtol=1e-9)
+  images, _ = report.nearest_training_images(source, queries, candidates, 4, report.PIXEL_SPACE)
+  np.testing.assert_array_equal(images, source[candidates[nearest]])
+
+
+def test_report_on_a_directory_without_a_run(tmp_path):
+  result = run_module("experiments.report", "--workdir", tmp_path, check=False)
+  assert result.returncode != 0
+  assert result.stderr.strip().startswith("error: ") and "\n" not in result.stderr.strip()
+  assert not (tmp_path / "report").exists()
