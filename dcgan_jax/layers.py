@@ -22,6 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 IMPLS = ("fast", "reference")
@@ -33,7 +34,7 @@ def conv_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) 
 
 # Taps of the 4-tap transposed-conv kernel that reach output phase (even, odd) from the
 # first and second pixel of a 2-pixel input window.
-_PHASE_TAPS = jnp.array([[0, 2], [1, 3]])
+_PHASE_TAPS = np.array([[0, 2], [1, 3]])
 
 
 def _phase_kernel(kernel: jax.Array) -> jax.Array:
