@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw
 
-from dcgan_jax import generate, input_pipeline, run_dir, steps, summaries
+from dcgan_jax import generate, inception, input_pipeline, run_dir, steps, summaries
 
 MetricRows = list[dict[str, float]]
 
@@ -272,6 +272,16 @@ def pixel_features(images_NHWC: np.ndarray) -> np.ndarray:
 
 
 PIXEL_SPACE = FeatureSpace("pixel space (L2 over 0-255 values)", pixel_features)
+
+
+def neighbour_space(inception_weights: str | None = None) -> FeatureSpace:
+  """Inception pool3 space when pytorch-fid's weights are found, pixel space otherwise."""
+  weights = inception.find_inception_weights(inception_weights)
+  if weights is None:
+    return PIXEL_SPACE
+  variables = inception.load_inception_params(weights)
+  return FeatureSpace("Inception pool3 space (L2 over 2048-d features)",
+                      lambda images: inception.inception_features(variables, images)["pool3"])
 
 
 def nearest_neighbours(queries_QD: np.ndarray,

@@ -12,7 +12,7 @@ from dcgan_jax import summaries
 # verbosely to train, not what is trained.
 RESUMABLE_KEYS = frozenset({
     "train.num_steps", "train.num_epochs", "train.log_every", "train.sample_every",
-    "train.checkpoint_every", "train.keep_checkpoints", "data.dir", "data.num_workers",
+    "train.checkpoint_every", "train.keep_checkpoints", "train.write_report", "data.dir", "data.num_workers",
     "data.num_threads", "data.prefetch", "eval.every_steps", "eval.num_samples",
     "eval.inception_weights", "eval.reference_num_images", "model.impl",
 })

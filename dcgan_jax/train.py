@@ -160,4 +160,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   }
   if is_main_process:
     summaries.write_json(workdir / "final.json", final)
+    if config.train.write_report:
+      from dcgan_jax import report  # pylint: disable=g-import-not-at-top  (matplotlib only here)
+      report.write_report(workdir, neighbour_space=report.neighbour_space(
+          config.eval.inception_weights or None))
   return final

@@ -1,6 +1,6 @@
 """Writes a report of a trained run: curves, faces and an index.html in DIR/report/.
 
-  python -m experiments.report --workdir DIR [--num_neighbours 8] [--seed 0]
+  python -m experiments.report --workdir DIR [--num_neighbours 8] [--seed 0] [--inception_weights PATH]
 
 Open DIR/report/index.html in a browser.
 """
@@ -16,6 +16,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", requi
 _NUM_NEIGHBOURS = flags.DEFINE_integer("num_neighbours", 8,
                                        "Training images shown beside each generated face.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the latent noise and of the images chosen.")
+_WEIGHTS = flags.DEFINE_string(
+    "inception_weights", None, "pt_inception-2015-12-05-6726825d.pth for nearest neighbours in "
+    "Inception space (default: search the cache; pixel space without it).")
 
 
 def main(argv: list[str]) -> None:
@@ -24,7 +27,8 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.ERROR)
   try:
     report_dir = report.write_report(Path(_WORKDIR.value), num_neighbours=_NUM_NEIGHBOURS.value,
-                                     seed=_SEED.value)
+                                     seed=_SEED.value,
+                                     neighbour_space=report.neighbour_space(_WEIGHTS.value))
   except (ValueError, FileNotFoundError) as error:
     sys.exit(f"error: {error}")
   print(f"wrote {report_dir / 'index.html'}")

@@ -10,7 +10,8 @@ from tests.cli import run_module, train
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("evaluated")
-  train(workdir, "--config.eval.every_steps=4", env={"DCGAN_JAX_CACHE": str(workdir / "no_cache")})
+  train(workdir, "--config.eval.every_steps=4", "--config.train.write_report=True",
+        env={"DCGAN_JAX_CACHE": str(workdir / "no_cache")})
   return workdir
 
 
@@ -25,6 +26,11 @@ def test_training_logs_evaluations_and_keeps_the_best_checkpoint(evaluated_run):
   events = event_accumulator.EventAccumulator(str(evaluated_run))
   events.Reload()
   assert [e.step for e in events.Scalars("eval_swd")] == [4, 8]
+
+
+def test_training_ends_with_a_report(evaluated_run):
+  page = (evaluated_run / "report" / "index.html").read_text()
+  assert "nearest_neighbours.png" in page and (evaluated_run / "report" / "nearest_neighbours.png").exists()
 
 
 def test_evaluate_cli_prints_and_writes_the_scores(evaluated_run):

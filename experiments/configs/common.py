@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every = 2000
   config.train.keep_checkpoints = 3
   config.train.num_samples = 64  # images in the fixed-noise grid
+  config.train.write_report = True  # DIR/report/ (curves, grids, neighbours) at the end
 
   config.eval = ml_collections.ConfigDict()
   config.eval.every_steps = 0  # 0: no evaluation during training
@@ -74,4 +75,5 @@ def _make_tiny(config: ml_collections.ConfigDict) -> None:
   config.train.sample_every = 4
   config.train.checkpoint_every = 4
   config.train.num_samples = 16
+  config.train.write_report = False
   config.eval.num_samples = 64
