@@ -26,7 +26,11 @@ def create_best_manager(directory: Path) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       directory.absolute(),
       options=ocp.CheckpointManagerOptions(
-          max_to_keep=1, best_fn=lambda m: m["score"], best_mode="min", create=True),
+          max_to_keep=1, best_fn=lambda m: m["score"], best_mode="min", create=True,
+          # Its own barrier names: both managers save at the same step, and shared names
+          # deadlock the processes of a multi-host run.
+          multiprocessing_options=ocp.options.MultiprocessingOptions(
+              barrier_sync_key_prefix="best")),
       item_names=("state",),
   )
 

@@ -65,6 +65,8 @@ def test_two_processes_of_two_devices_match_one_device(one_device, tmp_path):
       subprocess.Popen(
           [sys.executable, "-m", "experiments.celeba", "--workdir", str(tmp_path),
            "--config", SYNTHETIC_TINY, f"--config.train.num_steps={NUM_STEPS}",
+           # Evaluation saves a best checkpoint at the same steps as the regular one.
+           "--config.eval.every_steps=3",
            f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
            f"--process_id={i}"],
           cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu", **_devices_env(2)},
@@ -77,4 +79,5 @@ def test_two_processes_of_two_devices_match_one_device(one_device, tmp_path):
   assert '"num_devices": 4' in final and '"num_processes": 2' in final
   # Only process 0 writes summaries.
   assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+  assert [p.name for p in (tmp_path / "checkpoints_best").iterdir() if p.name.isdigit()]
   _assert_same_model(one_device, tmp_path)

@@ -76,4 +76,5 @@ def _make_tiny(config: ml_collections.ConfigDict) -> None:
   config.train.checkpoint_every = 4
   config.train.num_samples = 16
   config.train.write_report = False
+  config.eval.every_steps = 0
   config.eval.num_samples = 64
