@@ -62,7 +62,7 @@ def test_matches_pytorch_with_copied_weights(resolution, train):
 
   x, _ = g.apply(g_vars, z, train=train, mutable=["batch_stats"])
   with torch.no_grad():
-    x_torch = torch_g(torch.from_numpy(np.asarray(z))[:, :, None, None]).permute(0, 2, 3, 1)
+    x_torch = torch_g(torch.tensor(np.asarray(z))[:, :, None, None]).permute(0, 2, 3, 1)
   np.testing.assert_allclose(np.asarray(x), x_torch.numpy(), rtol=1e-4, atol=1e-5)
 
   logits, _ = d.apply(d_vars, x, train=train, mutable=["batch_stats"])
