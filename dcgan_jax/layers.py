@@ -54,6 +54,10 @@ def _windows_2x2(x: jax.Array) -> jax.Array:
   return jnp.concatenate([x[:, i:i + h, j:j + w] for i in (0, 1) for j in (0, 1)], axis=-1)
 
 
+def _matmul_2d(x: jax.Array, w: jax.Array) -> jax.Array:
+  return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
+
+
 def _space_to_depth(x: jax.Array) -> jax.Array:
   b, h, w, c = x.shape
   return x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(
@@ -71,7 +75,7 @@ def upsample_2x(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   b, h, w, _ = x.shape
   co = kernel.shape[3]
   windows = _windows_2x2(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))
-  phases = (windows @ _phase_kernel(kernel)).reshape(b, h + 1, w + 1, 2, 2, co)
+  phases = _matmul_2d(windows, _phase_kernel(kernel)).reshape(b, h + 1, w + 1, 2, 2, co)
   # Output pixel (2i + a, 2j + c) comes from the window starting at (i + a, j + c).
   rows = [jnp.stack([phases[:, a:a + h, c:c + w, a, c] for c in (0, 1)], axis=3) for a in (0, 1)]
   return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, co)
@@ -85,7 +89,7 @@ def downsample_2x(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   # Tap 2*s + r pairs block offset s with position r inside a 2x2 block.
   blocked = kernel.reshape(2, 2, 2, 2, ci, co).transpose(0, 2, 1, 3, 4, 5).reshape(16 * ci, co)
   blocks = _space_to_depth(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))
-  return _windows_2x2(blocks) @ blocked
+  return _matmul_2d(_windows_2x2(blocks), blocked)
 
 
 def project_1x1_to_4x4(z: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:

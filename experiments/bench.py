@@ -3,42 +3,44 @@
   python -m experiments.bench [--batch_size 128] [--resolution 64] [--nf 64] [--steps 20]
                               [--compare_torch] [--dtype float32|bfloat16] [--impl fast]
 
-Prints one JSON line. The JAX step is the one training runs: data-parallel over every
-device, state donated, batches of uint8 images already on the devices.
+Prints one JSON line. The JAX step is the one training runs (the synthetic config with
+the flags' overrides): jitted as the training loop jits it, data-parallel over every
+device, state donated, uint8 batches already on the devices. With `--compare_torch`, a
+PyTorch eager step of the same network, batch and optimiser runs in the same process;
+the two are timed in alternating rounds so that load from other processes falls on
+both alike.
 """
 
 import functools
 import json
+import os
 import time
+from typing import Callable
 
-from absl import app, flags
 import jax
 import numpy as np
+from absl import app, flags
 
 from dcgan_jax import parallel, steps
 from dcgan_jax.train_state import init_state, setup_from_config
-from experiments.configs import celeba64
+from experiments.configs import synthetic
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
 _RESOLUTION = flags.DEFINE_integer("resolution", 64, "Image size.")
 _NF = flags.DEFINE_integer("nf", 64, "Base channel count.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps, after warm-up.")
-_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per framework, after warm-up.")
+_ROUNDS = flags.DEFINE_integer("rounds", 4, "Alternating rounds the timed steps are split into.")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 _IMPL = flags.DEFINE_enum("impl", "fast", ["fast", "reference"], "Convolution implementation.")
 _COMPARE_TORCH = flags.DEFINE_bool("compare_torch", False, "Also time PyTorch eager.")
 
-
-def _time_steps(step_fn, num_steps: int, sync) -> float:
-  start = time.perf_counter()
-  for _ in range(num_steps):
-    result = step_fn()
-  sync(result)
-  return time.perf_counter() - start
+# Runs `n` steps and returns once their results are ready.
+StepRunner = Callable[[int], None]
 
 
-def bench_jax() -> dict:
-  config = celeba64.get_config()
+def jax_runner() -> tuple[StepRunner, dict]:
+  config = synthetic.get_config()
   config.data.resolution = _RESOLUTION.value
   config.model.nf, config.model.dtype, config.model.impl = _NF.value, _DTYPE.value, _IMPL.value
   config.train.batch_size = _BATCH_SIZE.value
@@ -46,72 +48,86 @@ def bench_jax() -> dict:
   mesh = parallel.make_mesh()
   parallel.check_global_batch_size(config.train.batch_size, mesh)
   replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  state = jax.jit(functools.partial(init_state, setup, 0), out_shardings=replicated)()
+  state = jax.jit(functools.partial(init_state, setup, config.seed), out_shardings=replicated)()
   train_step = jax.jit(functools.partial(steps.train_step, setup),
                        in_shardings=(replicated, batch_sharding),
                        out_shardings=(replicated, replicated), donate_argnums=0)
-  rng = np.random.default_rng(0)
-  images = jax.device_put(
-      rng.integers(0, 256, (_BATCH_SIZE.value, _RESOLUTION.value, _RESOLUTION.value, 3),
-                   np.uint8), batch_sharding)
+  shape = (config.train.batch_size, config.data.resolution, config.data.resolution, 3)
+  images = jax.device_put(np.random.default_rng(0).integers(0, 256, shape, np.uint8),
+                          batch_sharding)
 
   start = time.perf_counter()
   compiled = train_step.lower(state, images).compile()
   compile_seconds = time.perf_counter() - start
 
-  def step():
+  def run(num_steps: int) -> None:
     nonlocal state
-    state, metrics = compiled(state, images)
-    return metrics
-
-  def sync(metrics):
+    for _ in range(num_steps):
+      state, metrics = compiled(state, images)
     jax.block_until_ready(metrics)
 
-  _time_steps(step, _WARMUP.value, sync)
-  seconds = _time_steps(step, _STEPS.value, sync)
   device = jax.devices()[0]
-  memory = device.memory_stats() or {}
-  return {
-      "device_kind": device.device_kind, "device_count": jax.device_count(),
-      "compile_s": round(compile_seconds, 2),
-      "images_per_s": round(_STEPS.value * _BATCH_SIZE.value / seconds, 1),
-      "peak_memory_bytes": memory.get("peak_bytes_in_use"),
-  }
+  info = {"device_kind": device.device_kind, "device_count": jax.device_count(),
+          "xla_flags": os.environ.get("XLA_FLAGS", ""), "compile_s": round(compile_seconds, 2)}
+  return run, info
 
 
-def bench_torch() -> dict:
+def peak_jax_memory() -> dict:
+  stats = jax.devices()[0].memory_stats() or {}
+  return {"peak_memory_bytes": stats.get("peak_bytes_in_use")}
+
+
+def torch_runner() -> tuple[StepRunner, dict]:
   import torch  # pylint: disable=g-import-not-at-top
   from dcgan_jax import torch_reference  # pylint: disable=g-import-not-at-top
 
+  config = synthetic.get_config()
   device = "cuda" if torch.cuda.is_available() else "cpu"
-  torch.manual_seed(0)
-  step_fn = torch_reference.TrainStep(_RESOLUTION.value, _NF.value, 100, device=device)
+  torch.manual_seed(config.seed)
+  train_step = torch_reference.TrainStep(_RESOLUTION.value, _NF.value, config.model.z_dim,
+                                         lr=config.train.d_lr, device=device)
   images = torch.randint(0, 256, (_BATCH_SIZE.value, _RESOLUTION.value, _RESOLUTION.value, 3),
                          dtype=torch.uint8, device=device)
+  autocast_dtype = torch.bfloat16 if _DTYPE.value == "bfloat16" else None
 
-  def step():
-    return step_fn(images)
+  def run(num_steps: int) -> None:
+    with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+      for _ in range(num_steps):
+        d_loss, _ = train_step(images)
+    d_loss.item()  # waits for the device
 
-  def sync(losses):
-    float(losses[0])  # waits for the device
+  return run, {"torch_version": torch.__version__, "torch_device": device,
+               "torch_threads": torch.get_num_threads()}
 
-  autocast = (torch.autocast(device, dtype=torch.bfloat16) if _DTYPE.value == "bfloat16"
-              else torch.autocast(device, enabled=False))
-  with autocast:
-    _time_steps(step, _WARMUP.value, sync)
-    seconds = _time_steps(step, _STEPS.value, sync)
-  return {"torch_version": torch.__version__, "torch_device": device,
-          "torch_threads": torch.get_num_threads(),
-          "torch_images_per_s": round(_STEPS.value * _BATCH_SIZE.value / seconds, 1)}
+
+def images_per_s(seconds: float) -> float:
+  return round(_STEPS.value * _BATCH_SIZE.value / seconds, 1)
 
 
 def main(argv: list[str]) -> None:
   del argv
   result = {"batch_size": _BATCH_SIZE.value, "resolution": _RESOLUTION.value, "nf": _NF.value,
-            "dtype": _DTYPE.value, "impl": _IMPL.value, "steps": _STEPS.value, **bench_jax()}
+            "dtype": _DTYPE.value, "impl": _IMPL.value, "steps": _STEPS.value}
+  runners = {"jax": jax_runner()}
   if _COMPARE_TORCH.value:
-    result |= bench_torch()
-    result["jax_over_torch"] = round(result["images_per_s"] / result["torch_images_per_s"], 2)
+    runners["torch"] = torch_runner()
+  seconds = dict.fromkeys(runners, 0.0)
+  for run, info in runners.values():
+    result |= info
+    run(_WARMUP.value)
+  rounds = max(1, min(_ROUNDS.value, _STEPS.value))
+  for round_index in range(rounds):
+    # Spread the timed steps over the rounds as evenly as whole steps allow.
+    num_steps = (_STEPS.value * (round_index + 1)) // rounds - (_STEPS.value * round_index) // rounds
+    for name, (run, _) in runners.items():
+      start = time.perf_counter()
+      run(num_steps)
+      seconds[name] += time.perf_counter() - start
+  result["images_per_s"] = images_per_s(seconds["jax"])
+  result |= peak_jax_memory()
+  if _COMPARE_TORCH.value:
+    result["torch_images_per_s"] = images_per_s(seconds["torch"])
+    result["jax_over_torch"] = round(seconds["torch"] / seconds["jax"], 2)
   print(json.dumps(result))
 
 
