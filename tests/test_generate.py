@@ -3,23 +3,15 @@
 import json
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from dcgan_jax import generate
-from tests.cli import run_module, train
+from tests.cli import run_module
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("trained")
-  train(workdir)
-  return workdir
-
-
-def test_sample_cli_writes_numbered_pngs_deterministically(trained, tmp_path):
-  run_module("experiments.sample", "--workdir", trained, "--num", 5, "--out_dir", tmp_path / "a")
-  run_module("experiments.sample", "--workdir", trained, "--num", 5, "--out_dir", tmp_path / "b",
+def test_sample_cli_writes_numbered_pngs_deterministically(tiny_run, tmp_path):
+  run_module("experiments.sample", "--workdir", tiny_run, "--num", 5, "--out_dir", tmp_path / "a")
+  run_module("experiments.sample", "--workdir", tiny_run, "--num", 5, "--out_dir", tmp_path / "b",
              "--step", 4)
   names = sorted(p.name for p in (tmp_path / "a").iterdir())
   assert names == [f"{i:06d}.png" for i in range(5)]
@@ -30,8 +22,8 @@ def test_sample_cli_writes_numbered_pngs_deterministically(trained, tmp_path):
   assert not np.array_equal(a[0], a[1])
 
 
-def test_sample_cli_interpolation_grid(trained, tmp_path):
-  run_module("experiments.sample", "--workdir", trained, "--out_dir", tmp_path, "--interpolate",
+def test_sample_cli_interpolation_grid(tiny_run, tmp_path):
+  run_module("experiments.sample", "--workdir", tiny_run, "--out_dir", tmp_path, "--interpolate",
              "--rows", 3, "--cols", 5)
   grid = np.asarray(Image.open(tmp_path / "interpolation.png"))
   assert grid.shape == (3 * 18 + 2, 5 * 18 + 2, 3)
@@ -43,10 +35,10 @@ def test_sample_cli_on_a_directory_without_a_run(tmp_path):
   assert result.returncode != 0 and "config.json" in result.stderr.splitlines()[-1]
 
 
-def test_restored_run_has_the_trained_fingerprint(trained):
+def test_restored_run_has_the_trained_fingerprint(tiny_run):
   from dcgan_jax.train_state import state_fingerprint
-  run = generate.load_run(trained)
-  final = json.loads((trained / "final.json").read_text())
+  run = generate.load_run(tiny_run)
+  final = json.loads((tiny_run / "final.json").read_text())
   assert run.step == 8 and state_fingerprint(run.state) == final["state_fingerprint"]
 
 

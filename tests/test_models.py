@@ -67,5 +67,5 @@ def test_matches_pytorch_with_copied_weights(resolution, train):
 
   logits, _ = d.apply(d_vars, x, train=train, mutable=["batch_stats"])
   with torch.no_grad():
-    logits_torch = torch_d(torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2)).reshape(-1)
+    logits_torch = torch_d(torch.tensor(np.asarray(x)).permute(0, 3, 1, 2)).reshape(-1)
   np.testing.assert_allclose(np.asarray(logits), logits_torch.numpy(), rtol=1e-4, atol=1e-4)

@@ -3,22 +3,23 @@ metrics read as training writes them, and a neighbour search that finds the true
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
 from dcgan_jax import report
-from tests.cli import run_module, train
+from tests.cli import run_module
 
 REPORT_IMAGES = ("losses.png", "metrics.png", "samples.png", "progress.gif", "real_vs_fake.png",
                  "interpolation.png", "discriminator_features.png", "nearest_neighbours.png")
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("trained")
-  train(workdir)
+def workdir(tiny_run, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("reported") / "run"
+  shutil.copytree(tiny_run, workdir)
   with open(workdir / "metrics.jsonl", "a", encoding="utf-8") as metrics:
     metrics.write(json.dumps({"step": 8, "eval_fid": 123.4}) + "\n")
   run_module("experiments.report", "--workdir", workdir, "--num_neighbours", 3)
