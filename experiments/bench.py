@@ -18,6 +18,7 @@ import time
 from typing import Callable
 
 import jax
+import ml_collections
 import numpy as np
 from absl import app, flags
 
@@ -39,11 +40,16 @@ _COMPARE_TORCH = flags.DEFINE_bool("compare_torch", False, "Also time PyTorch ea
 StepRunner = Callable[[int], None]
 
 
-def jax_runner() -> tuple[StepRunner, dict]:
+def bench_config() -> ml_collections.ConfigDict:
+  """The synthetic config with the flags' overrides, shared by both frameworks."""
   config = synthetic.get_config()
   config.data.resolution = _RESOLUTION.value
   config.model.nf, config.model.dtype, config.model.impl = _NF.value, _DTYPE.value, _IMPL.value
   config.train.batch_size = _BATCH_SIZE.value
+  return config
+
+
+def jax_runner(config: ml_collections.ConfigDict) -> tuple[StepRunner, dict]:
   setup = setup_from_config(config)
   mesh = parallel.make_mesh()
   parallel.check_global_batch_size(config.train.batch_size, mesh)
@@ -77,18 +83,18 @@ def peak_jax_memory() -> dict:
   return {"peak_memory_bytes": stats.get("peak_bytes_in_use")}
 
 
-def torch_runner() -> tuple[StepRunner, dict]:
+def torch_runner(config: ml_collections.ConfigDict) -> tuple[StepRunner, dict]:
   import torch  # pylint: disable=g-import-not-at-top
   from dcgan_jax import torch_reference  # pylint: disable=g-import-not-at-top
 
-  config = synthetic.get_config()
   device = "cuda" if torch.cuda.is_available() else "cpu"
   torch.manual_seed(config.seed)
-  train_step = torch_reference.TrainStep(_RESOLUTION.value, _NF.value, config.model.z_dim,
+  resolution = config.data.resolution
+  train_step = torch_reference.TrainStep(resolution, config.model.nf, config.model.z_dim,
                                          lr=config.train.d_lr, device=device)
-  images = torch.randint(0, 256, (_BATCH_SIZE.value, _RESOLUTION.value, _RESOLUTION.value, 3),
+  images = torch.randint(0, 256, (config.train.batch_size, resolution, resolution, 3),
                          dtype=torch.uint8, device=device)
-  autocast_dtype = torch.bfloat16 if _DTYPE.value == "bfloat16" else None
+  autocast_dtype = torch.bfloat16 if config.model.dtype == "bfloat16" else None
 
   def run(num_steps: int) -> None:
     with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -108,9 +114,10 @@ def main(argv: list[str]) -> None:
   del argv
   result = {"batch_size": _BATCH_SIZE.value, "resolution": _RESOLUTION.value, "nf": _NF.value,
             "dtype": _DTYPE.value, "impl": _IMPL.value, "steps": _STEPS.value}
-  runners = {"jax": jax_runner()}
+  config = bench_config()
+  runners = {"jax": jax_runner(config)}
   if _COMPARE_TORCH.value:
-    runners["torch"] = torch_runner()
+    runners["torch"] = torch_runner(config)
   seconds = dict.fromkeys(runners, 0.0)
   for run, info in runners.values():
     result |= info
