@@ -29,9 +29,11 @@ from experiments.configs import synthetic
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
 _RESOLUTION = flags.DEFINE_integer("resolution", 64, "Image size.")
 _NF = flags.DEFINE_integer("nf", 64, "Base channel count.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per framework, after warm-up.")
-_ROUNDS = flags.DEFINE_integer("rounds", 4, "Alternating rounds the timed steps are split into.")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per framework, after warm-up.",
+                              lower_bound=1)
+_ROUNDS = flags.DEFINE_integer("rounds", 4, "Alternating rounds the timed steps are split into.",
+                               lower_bound=1)
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.", lower_bound=0)
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 _IMPL = flags.DEFINE_enum("impl", "fast", ["fast", "reference"], "Convolution implementation.")
 _COMPARE_TORCH = flags.DEFINE_bool("compare_torch", False, "Also time PyTorch eager.")
@@ -121,8 +123,9 @@ def main(argv: list[str]) -> None:
   seconds = dict.fromkeys(runners, 0.0)
   for run, info in runners.values():
     result |= info
-    run(_WARMUP.value)
-  rounds = max(1, min(_ROUNDS.value, _STEPS.value))
+    if _WARMUP.value:
+      run(_WARMUP.value)
+  rounds = min(_ROUNDS.value, _STEPS.value)
   for round_index in range(rounds):
     # Spread the timed steps over the rounds as evenly as whole steps allow.
     num_steps = (_STEPS.value * (round_index + 1)) // rounds - (_STEPS.value * round_index) // rounds
