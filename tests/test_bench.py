@@ -7,7 +7,7 @@ from tests.cli import run_module
 
 def test_bench_prints_consistent_json_line():
   result = run_module("experiments.bench", "--batch_size", 8, "--resolution", 16, "--nf", 8,
-                      "--steps", 3, "--rounds", 2, "--warmup", 1, "--compare_torch")
+                      "--steps", 3, "--rounds", 2, "--warmup", 0, "--compare_torch")
   lines = result.stdout.strip().splitlines()
   assert len(lines) == 1, result.stdout
   report = json.loads(lines[0])
