@@ -76,7 +76,10 @@ def jax_runner(config: ml_collections.ConfigDict) -> tuple[StepRunner, dict]:
 
   device = jax.devices()[0]
   info = {"device_kind": device.device_kind, "device_count": jax.device_count(),
-          "xla_flags": os.environ.get("XLA_FLAGS", ""), "compile_s": round(compile_seconds, 2)}
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          # glibc's malloc settings change CPU step times (see the README's Performance).
+          "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+          "compile_s": round(compile_seconds, 2)}
   return run, info
 
 
