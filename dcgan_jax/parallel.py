@@ -1,5 +1,7 @@
 """Data parallelism over a one-axis `data` mesh: batch sharded, state replicated."""
 
+from typing import Callable
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -18,6 +20,14 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
+  """Jits `step_fn(state, batch) -> (state, metrics)`: batch sharded, state and metrics
+  replicated, the incoming state donated so its buffers are reused."""
+  state_sharding = replicated(mesh)
+  return jax.jit(step_fn, in_shardings=(state_sharding, batch_sharded(mesh)),
+                 out_shardings=(state_sharding, state_sharding), donate_argnums=0)
 
 
 def check_global_batch_size(global_batch_size: int, mesh: Mesh) -> None:

@@ -84,10 +84,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       config, source, jax.process_index(), jax.process_count())
   state = create_or_restore_state(setup, config.seed, mesh, manager, data_iterator)
 
-  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  train_step = jax.jit(functools.partial(steps.train_step, setup),
-                       in_shardings=(replicated, batch_sharding),
-                       out_shardings=(replicated, replicated), donate_argnums=0)
+  batch_sharding = parallel.batch_sharded(mesh)
+  train_step = parallel.jit_train_step(functools.partial(steps.train_step, setup), mesh)
   sample_noise = fixed_noise(config.seed, config.train.num_samples, setup.z_dim)
   writer = summaries.MetricWriter(workdir, enabled=is_main_process)
 

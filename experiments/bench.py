@@ -55,11 +55,10 @@ def jax_runner(config: ml_collections.ConfigDict) -> tuple[StepRunner, dict]:
   setup = setup_from_config(config)
   mesh = parallel.make_mesh()
   parallel.check_global_batch_size(config.train.batch_size, mesh)
-  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  state = jax.jit(functools.partial(init_state, setup, config.seed), out_shardings=replicated)()
-  train_step = jax.jit(functools.partial(steps.train_step, setup),
-                       in_shardings=(replicated, batch_sharding),
-                       out_shardings=(replicated, replicated), donate_argnums=0)
+  batch_sharding = parallel.batch_sharded(mesh)
+  state = jax.jit(functools.partial(init_state, setup, config.seed),
+                  out_shardings=parallel.replicated(mesh))()
+  train_step = parallel.jit_train_step(functools.partial(steps.train_step, setup), mesh)
   shape = (config.train.batch_size, config.data.resolution, config.data.resolution, 3)
   images = jax.device_put(np.random.default_rng(0).integers(0, 256, shape, np.uint8),
                           batch_sharding)
