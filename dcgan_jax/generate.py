@@ -1,8 +1,8 @@
-"""Images from a trained run: restore its generator, draw samples and interpolations."""
+"""Images from a variant's generator: fixed latents, batched sampling, interpolation, and
+restoring a trained run to draw from."""
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 
 import jax
@@ -10,8 +10,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dcgan_jax import checkpointing, steps
+from dcgan_jax import checkpointing, run_dir, steps
 from dcgan_jax.train_state import GanSetup, TrainState, abstract_state, setup_from_config
+from dcgan_jax.variants import Variant
+
+# fold_in constants for `fixed_latents`: the noise of training's sample grids and of its
+# evaluations never collides with training keys or with each other.
+SAMPLE_NOISE_STREAM = 1
+EVAL_NOISE_STREAM = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,16 +27,17 @@ class TrainedRun:
   state: TrainState
 
   @property
+  def variant(self) -> Variant:
+    return self.setup.variant
+
+  @property
   def step(self) -> int:
     return int(self.state.step)
 
 
 def load_run(workdir: Path, step: int | None = None) -> TrainedRun:
   """The run's config.json and its latest (or `step`) checkpoint, on one device."""
-  config_path = workdir / "config.json"
-  if not config_path.exists():
-    raise ValueError(f"--workdir {workdir} has no config.json: is it a training run directory?")
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  config = run_dir.read_config(workdir)
   setup = setup_from_config(config)
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   state = checkpointing.restore_state(workdir / "checkpoints", abstract_state(setup, sharding),
@@ -38,27 +45,28 @@ def load_run(workdir: Path, step: int | None = None) -> TrainedRun:
   return TrainedRun(config, setup, state)
 
 
-def latent_noise(seed: int, num: int, z_dim: int) -> np.ndarray:
-  return np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (num, z_dim)))
+def fixed_latents(variant: Variant, seed: int, num: int, stream: int | None = None
+                  ) -> np.ndarray:
+  """`num` latents that are a function of the seed (and `stream`) alone."""
+  key = jax.random.PRNGKey(seed)
+  if stream is not None:
+    key = jax.random.fold_in(key, stream)
+  return np.asarray(variant.sample_latents(key, num))
 
 
 @functools.lru_cache(maxsize=4)
-def sampler(setup: GanSetup):
-  """The jitted `steps.generate_images` of a setup, compiled once per batch shape."""
-  return jax.jit(functools.partial(steps.generate_images, setup))
+def sampler(variant: Variant):
+  """The jitted `steps.generate_images` of a variant, compiled once per batch shape."""
+  return jax.jit(functools.partial(steps.generate_images, variant))
 
 
-def generate_from(setup: GanSetup, state: TrainState, z_NZ: np.ndarray,
-                  batch_size: int = 256) -> np.ndarray:
+def generate(variant: Variant, state: TrainState, z_NZ: np.ndarray,
+             batch_size: int = 256) -> np.ndarray:
   """uint8 (N, R, R, 3) images, generated `batch_size` at a time."""
-  sample = sampler(setup)
+  sample = sampler(variant)
   chunks = [np.asarray(sample(state, jnp.asarray(z_NZ[i:i + batch_size])))
             for i in range(0, len(z_NZ), batch_size)]
   return np.concatenate(chunks)
-
-
-def generate(run: TrainedRun, z_NZ: np.ndarray, batch_size: int = 256) -> np.ndarray:
-  return generate_from(run.setup, run.state, z_NZ, batch_size)
 
 
 def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -71,8 +79,9 @@ def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
   return (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
 
 
-def interpolation_latents(seed: int, num_rows: int, num_cols: int, z_dim: int) -> np.ndarray:
+def interpolation_latents(variant: Variant, seed: int, num_rows: int, num_cols: int
+                          ) -> np.ndarray:
   """num_rows slerp paths of num_cols steps, each between two random latents."""
-  ends = latent_noise(seed, 2 * num_rows, z_dim)
+  ends = fixed_latents(variant, seed, 2 * num_rows)
   t = np.linspace(0.0, 1.0, num_cols)
   return np.concatenate([slerp(ends[2 * r], ends[2 * r + 1], t) for r in range(num_rows)])

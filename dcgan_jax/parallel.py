@@ -1,5 +1,6 @@
 """Data parallelism over a one-axis `data` mesh: batch sharded, state replicated."""
 
+import functools
 from typing import Callable
 
 import jax
@@ -23,7 +24,7 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 
 
 def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
-  """Jits `step_fn(state, batch) -> (state, metrics)`: batch sharded, state and metrics
+  """Jits `step_fn(state, batch) -> (state, metrics)`: batch entries sharded, state and metrics
   replicated, the incoming state donated so its buffers are reused."""
   state_sharding = replicated(mesh)
   return jax.jit(step_fn, in_shardings=(state_sharding, batch_sharded(mesh)),
@@ -36,6 +37,9 @@ def check_global_batch_size(global_batch_size: int, mesh: Mesh) -> None:
                      f"devices {mesh.size}; choose a multiple of {mesh.size}.")
 
 
-def global_batch(local_batch: np.ndarray, sharding: NamedSharding) -> jax.Array:
-  """One global array from each process's slice of the batch (no copy between hosts)."""
-  return jax.make_array_from_process_local_data(sharding, local_batch)
+def global_batch(local_batch: dict[str, np.ndarray], sharding: NamedSharding
+                 ) -> dict[str, jax.Array]:
+  """Global arrays from each process's slice of every entry of the batch (no copy between
+  hosts)."""
+  return jax.tree.map(functools.partial(jax.make_array_from_process_local_data, sharding),
+                      local_batch)

@@ -4,16 +4,15 @@ Only process 0 of a multi-host run writes; other processes get a writer that dro
 everything, so the loop needs no `if process_index == 0` of its own.
 """
 
-import io
 import json
 import math
-import os
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
-from PIL import Image
+
+from dcgan_jax import files
 
 
 def image_grid(images_NHWC: np.ndarray, num_cols: int | None = None, pad: int = 2) -> np.ndarray:
@@ -27,28 +26,6 @@ def image_grid(images_NHWC: np.ndarray, num_cols: int | None = None, pad: int = 
     top, left = pad + row * (h + pad), pad + col * (w + pad)
     grid[top:top + h, left:left + w] = image
   return grid
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-  """Writes to a temporary name and renames, so readers never see half a file."""
-  tmp = path.with_name(f".{path.name}.tmp")
-  tmp.write_bytes(data)
-  os.replace(tmp, path)
-
-
-def png_bytes(image_HWC: np.ndarray) -> bytes:
-  buffer = io.BytesIO()
-  Image.fromarray(image_HWC).save(buffer, format="PNG")
-  return buffer.getvalue()
-
-
-def write_png(path: Path, image_HWC: np.ndarray) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  write_atomic(path, png_bytes(image_HWC))
-
-
-def write_json(path: Path, obj: Any) -> None:
-  write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 class MetricWriter:
@@ -76,7 +53,7 @@ class MetricWriter:
     if not self._enabled:
       return
     self._tb.add_image("samples", grid_HWC, step, dataformats="HWC")
-    write_png(self._workdir / "samples" / f"step_{step:07d}.png", grid_HWC)
+    files.write_png(self._workdir / "samples" / f"step_{step:07d}.png", grid_HWC)
 
   def flush(self) -> None:
     if self._enabled:
@@ -97,10 +74,10 @@ def format_duration(seconds: float) -> str:
 
 def print_progress(step: int, num_steps: int, scalars: Mapping[str, float],
                    images_per_second: float, eta_seconds: float) -> None:
-  """One line per log step; on a terminal it rewrites itself in place."""
-  line = (f"step {step}/{num_steps}  d_loss {scalars['d_loss']:.4f}  "
-          f"g_loss {scalars['g_loss']:.4f}  D(x) {scalars['d_real']:.3f}  "
-          f"D(G(z)) {scalars['d_fake']:.3f}  {images_per_second:,.0f} img/s  "
+  """One line per log step with every metric the step emitted; on a terminal it rewrites
+  itself in place."""
+  values = "  ".join(f"{name} {value:.4g}" for name, value in scalars.items())
+  line = (f"step {step}/{num_steps}  {values}  {images_per_second:,.0f} img/s  "
           f"ETA {format_duration(eta_seconds)}")
   if sys.stdout.isatty():
     end = "\n" if step >= num_steps else ""

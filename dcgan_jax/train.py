@@ -12,37 +12,20 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 
-from dcgan_jax import (checkpointing, evaluation, generate, input_pipeline, parallel, run_dir,
-                       steps, summaries)
+from dcgan_jax import checkpointing, files, generate, parallel, run_dir, steps, summaries
+from dcgan_jax.data import pipeline, sources
+from dcgan_jax.eval import evaluator as evaluation
 from dcgan_jax.train_state import (GanSetup, TrainState, abstract_state, init_state,
                                    setup_from_config, state_fingerprint)
-
-# fold_in constants: the noise of sample grids and of evaluations never collides with
-# training keys or with each other.
-_SAMPLE_NOISE_STREAM = 1
-_EVAL_NOISE_STREAM = 2
 
 
 def total_steps(train_config: ml_collections.ConfigDict, num_images: int) -> int:
   """`train.num_epochs` (when set) wins over `train.num_steps`."""
   if train_config.num_epochs:
-    return input_pipeline.steps_for_epochs(train_config.num_epochs, num_images,
+    return pipeline.steps_for_epochs(train_config.num_epochs, num_images,
                                            train_config.batch_size)
   return train_config.num_steps
-
-
-def fixed_noise(seed: int, num_samples: int, z_dim: int,
-                stream: int = _SAMPLE_NOISE_STREAM) -> jax.Array:
-  """The noise behind every sample grid (or evaluation) of a run: a function of the seed."""
-  key = jax.random.fold_in(jax.random.PRNGKey(seed), stream)
-  return jax.random.normal(key, (num_samples, z_dim))
-
-
-def evaluation_cache_dir(config: ml_collections.ConfigDict, workdir: Path) -> Path:
-  """Reference statistics live next to prepared data (shared by runs), else in the run."""
-  return Path(config.data.dir) if config.data.source == "celeba" else workdir
 
 
 def create_or_restore_state(setup: GanSetup, seed: int, mesh: jax.sharding.Mesh,
@@ -74,38 +57,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   parallel.check_global_batch_size(config.train.batch_size, mesh)
 
   setup = setup_from_config(config)
-  source = input_pipeline.create_source(config.data, config.seed)
+  source = sources.create_source(config.data, config.seed)
   num_steps = total_steps(config.train, len(source))
   manager = checkpointing.create_manager(workdir / "checkpoints", config.train.keep_checkpoints)
   has_checkpoints = manager.latest_step() is not None
   if is_main_process:
     run_dir.check_and_write_config(workdir, config, has_checkpoints)
-  data_iterator = input_pipeline.create_train_iterator(
+  data_iterator = pipeline.create_train_iterator(
       config, source, jax.process_index(), jax.process_count())
   state = create_or_restore_state(setup, config.seed, mesh, manager, data_iterator)
 
   batch_sharding = parallel.batch_sharded(mesh)
   train_step = parallel.jit_train_step(functools.partial(steps.train_step, setup), mesh)
-  sample_noise = fixed_noise(config.seed, config.train.num_samples, setup.z_dim)
+  variant = setup.variant
+  sample_noise = generate.fixed_latents(variant, config.seed, config.train.num_samples,
+                                        generate.SAMPLE_NOISE_STREAM)
   writer = summaries.MetricWriter(workdir, enabled=is_main_process)
 
   def write_samples(step: int) -> None:
-    images = generate.generate_from(setup, state, sample_noise)
+    images = generate.generate(variant, state, sample_noise)
     writer.write_sample_grid(step, summaries.image_grid(images))
 
   evaluator = best_manager = None
   if config.eval.every_steps:
-    evaluator = evaluation.Evaluator(config, evaluation_cache_dir(config, workdir),
+    evaluator = evaluation.Evaluator(config, evaluation.cache_dir(config, workdir),
                                      num_samples=config.eval.num_samples,
                                      inception_weights=config.eval.inception_weights)
     if evaluator.unavailable_reason and is_main_process:
       print(f"evaluating SWD only. {evaluator.unavailable_reason}", flush=True)
-    eval_noise = np.asarray(fixed_noise(config.seed, evaluator.num_samples, setup.z_dim,
-                                        _EVAL_NOISE_STREAM))
+    eval_noise = generate.fixed_latents(variant, config.seed, evaluator.num_samples,
+                                        generate.EVAL_NOISE_STREAM)
     best_manager = checkpointing.create_best_manager(workdir / "checkpoints_best")
 
   def evaluate(step: int) -> None:
-    scores = evaluator(generate.generate_from(setup, state, eval_noise))
+    scores = evaluator(generate.generate(variant, state, eval_noise))
     writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
     checkpointing.save_best(best_manager, state, scores[evaluation.selection_metric(scores)])
 
@@ -128,8 +113,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                                eta_seconds=(num_steps - step) * seconds_per_step)
 
   for step in range(first_step + 1, num_steps + 1):
-    images = parallel.global_batch(next(data_iterator), batch_sharding)
-    state, metrics = train_step(state, images)
+    batch = parallel.global_batch(next(data_iterator), batch_sharding)
+    state, metrics = train_step(state, batch)
     if pending is not None:
       log(*pending)
       pending = None
@@ -157,9 +142,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       "state_fingerprint": state_fingerprint(state),
   }
   if is_main_process:
-    summaries.write_json(workdir / "final.json", final)
+    files.write_json(workdir / "final.json", final)
     if config.train.write_report:
-      from dcgan_jax import report  # pylint: disable=g-import-not-at-top  (matplotlib only here)
-      report.write_report(workdir, neighbour_space=report.neighbour_space(
+      # matplotlib is imported only here.
+      from dcgan_jax.report import assemble, neighbours  # pylint: disable=g-import-not-at-top
+      assemble.write_report(workdir, neighbour_space=neighbours.neighbour_space(
           config.eval.inception_weights or None))
   return final

@@ -12,14 +12,18 @@ import ml_collections
 import numpy as np
 import optax
 
-from dcgan_jax import models
+from dcgan_jax.variants import Variant, variant_from_config
 
 PyTree = Any
 
 
 @flax.struct.dataclass
 class TrainState:
-  """Everything that changes during training; saved whole in every checkpoint."""
+  """Everything that changes during training; saved whole in every checkpoint.
+
+  `*_batch_stats` hold each network's mutable state (its BatchNorm statistics); the
+  field names are those of the first checkpoints, which still resume.
+  """
 
   step: jax.Array
   g_params: PyTree
@@ -33,39 +37,28 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class GanSetup:
-  """The networks and optimisers: static, rebuilt from the config, never saved."""
+  """The variant and how it is trained: static, rebuilt from the config, never saved."""
 
-  generator: models.Generator
-  discriminator: models.Discriminator
+  variant: Variant
   g_optimizer: optax.GradientTransformation
   d_optimizer: optax.GradientTransformation
-  z_dim: int
-  resolution: int
   d_steps: int
 
 
 def setup_from_config(config: ml_collections.ConfigDict) -> GanSetup:
-  dtype = jnp.dtype(config.model.dtype)
-  resolution = config.data.resolution
+  train = config.train
   return GanSetup(
-      generator=models.Generator(resolution=resolution, nf=config.model.nf, dtype=dtype,
-                                 impl=config.model.impl),
-      discriminator=models.Discriminator(nf=config.model.nf, dtype=dtype, impl=config.model.impl),
-      g_optimizer=optax.adam(config.train.g_lr, b1=config.train.g_beta1, b2=config.train.g_beta2),
-      d_optimizer=optax.adam(config.train.d_lr, b1=config.train.d_beta1, b2=config.train.d_beta2),
-      z_dim=config.model.z_dim,
-      resolution=resolution,
-      d_steps=config.train.d_steps,
+      variant=variant_from_config(config),
+      g_optimizer=optax.adam(train.g_lr, b1=train.g_beta1, b2=train.g_beta2),
+      d_optimizer=optax.adam(train.d_lr, b1=train.d_beta1, b2=train.d_beta2),
+      d_steps=train.d_steps,
   )
 
 
 def init_state(setup: GanSetup, seed: int) -> TrainState:
   """Fresh parameters and optimiser states, all drawn from `seed`."""
   g_key, d_key, train_key = jax.random.split(jax.random.PRNGKey(seed), 3)
-  z = jnp.zeros((1, setup.z_dim), jnp.float32)
-  x = jnp.zeros((1, setup.resolution, setup.resolution, 3), jnp.float32)
-  g_vars = setup.generator.init(g_key, z, train=False)
-  d_vars = setup.discriminator.init(d_key, x, train=False)
+  g_vars, d_vars = setup.variant.init_variables(g_key, d_key)
   return TrainState(
       step=jnp.zeros((), jnp.int32),
       g_params=g_vars["params"],

@@ -60,17 +60,19 @@ def jax_runner(config: ml_collections.ConfigDict) -> tuple[StepRunner, dict]:
                   out_shardings=parallel.replicated(mesh))()
   train_step = parallel.jit_train_step(functools.partial(steps.train_step, setup), mesh)
   shape = (config.train.batch_size, config.data.resolution, config.data.resolution, 3)
-  images = jax.device_put(np.random.default_rng(0).integers(0, 256, shape, np.uint8),
-                          batch_sharding)
+  batch = parallel.global_batch({
+      "image": np.random.default_rng(0).integers(0, 256, shape, np.uint8),
+      "label": np.zeros((config.train.batch_size, 0), np.int8),
+  }, batch_sharding)
 
   start = time.perf_counter()
-  compiled = train_step.lower(state, images).compile()
+  compiled = train_step.lower(state, batch).compile()
   compile_seconds = time.perf_counter() - start
 
   def run(num_steps: int) -> None:
     nonlocal state
     for _ in range(num_steps):
-      state, metrics = compiled(state, images)
+      state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
 
   device = jax.devices()[0]
@@ -89,7 +91,8 @@ def peak_jax_memory() -> dict:
 
 def torch_runner(config: ml_collections.ConfigDict) -> tuple[StepRunner, dict]:
   import torch  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import torch_reference  # pylint: disable=g-import-not-at-top
+  # The PyTorch DCGAN is a test oracle; it lives with the tests of a source checkout.
+  from tests import torch_reference  # pylint: disable=g-import-not-at-top
 
   device = "cuda" if torch.cuda.is_available() else "cpu"
   torch.manual_seed(config.seed)

@@ -13,7 +13,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from dcgan_jax import celeba, input_pipeline
+from dcgan_jax.data import pipeline, shards
 from experiments.configs import celeba64
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Prepared shards.", required=True)
@@ -23,7 +23,7 @@ _NUM_THREADS = flags.DEFINE_integer("num_threads", 1, "grain read threads.")
 _NUM_BATCHES = flags.DEFINE_integer("num_batches", 200, "Batches to time (after warm-up).")
 
 
-def source_images_per_s(source: celeba.PreparedImages, num_reads: int) -> float:
+def source_images_per_s(source: shards.PreparedImages, num_reads: int) -> float:
   indices = np.random.default_rng(0).integers(0, len(source), num_reads)
   start = time.perf_counter()
   for index in indices:
@@ -38,9 +38,9 @@ def main(argv: list[str]) -> None:
   config.data.num_workers = _NUM_WORKERS.value
   config.data.num_threads = _NUM_THREADS.value
   config.train.batch_size = _BATCH_SIZE.value
-  source = celeba.PreparedImages(config.data.dir, config.data.split)
+  source = shards.PreparedImages(config.data.dir, config.data.split)
   source_rate = source_images_per_s(source, 20_000)  # before the pipeline's threads start
-  iterator = input_pipeline.create_train_iterator(config, source)
+  iterator = pipeline.create_train_iterator(config, source)
   for _ in range(20):  # warm-up: worker start-up and first prefetch
     next(iterator)
   start = time.perf_counter()

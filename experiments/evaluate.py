@@ -12,7 +12,8 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from dcgan_jax import evaluation, generate, summaries, train
+from dcgan_jax import files, generate
+from dcgan_jax.eval import evaluator as evaluation
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Generated and real images compared.")
@@ -29,17 +30,17 @@ def main(argv: list[str]) -> None:
   workdir = Path(_WORKDIR.value)
   try:
     run = generate.load_run(workdir, _STEP.value)
-    evaluator = evaluation.Evaluator(run.config, train.evaluation_cache_dir(run.config, workdir),
+    evaluator = evaluation.Evaluator(run.config, evaluation.cache_dir(run.config, workdir),
                                      num_samples=_NUM_SAMPLES.value,
                                      inception_weights=_WEIGHTS.value)
   except (ValueError, FileNotFoundError) as error:
     sys.exit(f"error: {error}")
   if evaluator.unavailable_reason:
     print(f"FID, KID and IS unavailable. {evaluator.unavailable_reason}", file=sys.stderr)
-  fakes = generate.generate(run, generate.latent_noise(_SEED.value, evaluator.num_samples,
-                                                       run.setup.z_dim))
+  fakes = generate.generate(run.variant, run.state,
+                            generate.fixed_latents(run.variant, _SEED.value, evaluator.num_samples))
   result = {"step": run.step, "num_samples": evaluator.num_samples, **evaluator(fakes)}
-  summaries.write_json(workdir / f"eval_step{run.step:07d}.json", result)
+  files.write_json(workdir / f"eval_step{run.step:07d}.json", result)
   print(json.dumps(result))
 
 

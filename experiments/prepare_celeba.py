@@ -5,7 +5,7 @@
 --src may be the official img_align_celeba.zip, the extracted img_align_celeba/
 folder, the folder holding either plus list_attr_celeba.txt and list_eval_partition.txt
 (or Kaggle's .csv versions), or any folder of PNG/JPEG faces. Re-running after an
-interruption finishes the work; the record format is documented in dcgan_jax/celeba.py.
+interruption finishes the work; the record format is documented in dcgan_jax/data/shards.py.
 """
 
 import sys
@@ -13,14 +13,14 @@ from pathlib import Path
 
 from absl import app, flags
 
-from dcgan_jax import celeba
+from dcgan_jax.data import celeba_prepare, shards
 
 _SRC = flags.DEFINE_string("src", None, "img_align_celeba.zip, an image folder, or its parent.")
 _OUT = flags.DEFINE_string("out", None, "Output directory for the shards.")
 _RESOLUTION = flags.DEFINE_integer("resolution", 64, "Output size in pixels (square).")
 _CROP = flags.DEFINE_integer("crop", 178, "Centre square crop before resizing, in pixels.")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", 8, "Shards per split.")
-_SPLIT = flags.DEFINE_enum("split", "all", ["all", *celeba.SPLITS], "Which split(s) to write.")
+_SPLIT = flags.DEFINE_enum("split", "all", ["all", *shards.SPLITS], "Which split(s) to write.")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", None,
                                     "Decoding processes (default: all cores this process can use).")
 
@@ -30,14 +30,14 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   missing = [f"--{flag.name}" for flag in (_SRC, _OUT) if not flag.value]
   if missing:
-    example = celeba.prepare_command("data/celeba64")
+    example = shards.prepare_command("data/celeba64")
     print(f"error: {' and '.join(missing)} required, e.g. {example}", file=sys.stderr)
     sys.exit(2)
-  config = celeba.PrepareConfig(resolution=_RESOLUTION.value, crop=_CROP.value,
+  config = celeba_prepare.PrepareConfig(resolution=_RESOLUTION.value, crop=_CROP.value,
                                 num_shards=_NUM_SHARDS.value, split=_SPLIT.value)
   try:
-    celeba.prepare(Path(_SRC.value), Path(_OUT.value), config, _NUM_WORKERS.value)
-  except celeba.PrepareError as error:
+    celeba_prepare.prepare(Path(_SRC.value), Path(_OUT.value), config, _NUM_WORKERS.value)
+  except celeba_prepare.PrepareError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
 

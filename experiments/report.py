@@ -10,7 +10,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from dcgan_jax import report
+from dcgan_jax.report import assemble, neighbours
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
 _NUM_NEIGHBOURS = flags.DEFINE_integer("num_neighbours", 8,
@@ -26,9 +26,9 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.ERROR)
   try:
-    report_dir = report.write_report(Path(_WORKDIR.value), num_neighbours=_NUM_NEIGHBOURS.value,
+    report_dir = assemble.write_report(Path(_WORKDIR.value), num_neighbours=_NUM_NEIGHBOURS.value,
                                      seed=_SEED.value,
-                                     neighbour_space=report.neighbour_space(_WEIGHTS.value))
+                                     neighbour_space=neighbours.neighbour_space(_WEIGHTS.value))
   except (ValueError, FileNotFoundError) as error:
     sys.exit(f"error: {error}")
   print(f"wrote {report_dir / 'index.html'}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from dcgan_jax import generate, summaries
+from dcgan_jax import files, generate, summaries
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Where to write the PNG files.", required=True)
@@ -34,16 +34,17 @@ def main(argv: list[str]) -> None:
     sys.exit(f"error: {error}")
   out_dir = Path(_OUT_DIR.value)
   out_dir.mkdir(parents=True, exist_ok=True)
-  z_dim = run.setup.z_dim
   if _INTERPOLATE.value:
-    z = generate.interpolation_latents(_SEED.value, _ROWS.value, _COLS.value, z_dim)
-    grid = summaries.image_grid(generate.generate(run, z), num_cols=_COLS.value)
-    summaries.write_png(out_dir / "interpolation.png", grid)
+    z = generate.interpolation_latents(run.variant, _SEED.value, _ROWS.value, _COLS.value)
+    grid = summaries.image_grid(generate.generate(run.variant, run.state, z),
+                                num_cols=_COLS.value)
+    files.write_png(out_dir / "interpolation.png", grid)
     print(f"wrote {out_dir / 'interpolation.png'} (step {run.step})")
     return
-  images = generate.generate(run, generate.latent_noise(_SEED.value, _NUM.value, z_dim))
+  images = generate.generate(run.variant, run.state,
+                             generate.fixed_latents(run.variant, _SEED.value, _NUM.value))
   for i, image in enumerate(images):
-    summaries.write_png(out_dir / f"{i:06d}.png", image)
+    files.write_png(out_dir / f"{i:06d}.png", image)
   print(f"wrote {len(images)} images to {out_dir} (step {run.step})")
 
 

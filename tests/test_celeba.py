@@ -12,13 +12,13 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 
-from dcgan_jax import celeba, input_pipeline
+from dcgan_jax.data import celeba_prepare, pipeline, shards
 from tests.cli import run_module
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_sample"
 NUM_IMAGES = 60
 RESOLUTION = 16
-CONFIG = celeba.PrepareConfig(resolution=RESOLUTION, crop=178, num_shards=3, split="all")
+CONFIG = celeba_prepare.PrepareConfig(resolution=RESOLUTION, crop=178, num_shards=3, split="all")
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,8 @@ def _attribute_table(path: Path) -> tuple[list[str], dict[str, list[int]]]:
 
 
 def _all_images(out: Path, split: str = "train") -> np.ndarray:
-  source = celeba.PreparedImages(out, split)
-  return np.stack([source[i] for i in range(len(source))])
+  source = shards.PreparedImages(out, split)
+  return np.stack([source[i]["image"] for i in range(len(source))])
 
 
 def _shard_bytes(out: Path) -> dict[str, bytes]:
@@ -81,25 +81,25 @@ def _shard_bytes(out: Path) -> dict[str, bytes]:
 def test_zip_alone_all_images_in_train_without_attributes(sample, tmp_path):
   root, images, _ = sample
   src = _only(root, "img_align_celeba.zip") / "img_align_celeba.zip"
-  metadata = celeba.prepare(src, tmp_path / "out", CONFIG)
+  metadata = celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
   assert metadata["attribute_names"] is None
   assert metadata["splits"]["train"]["count"] == NUM_IMAGES
   assert metadata["splits"]["valid"] == {"count": 0, "shards": []}
   got = _all_images(tmp_path / "out")
   want = np.stack([_reference(images[n]) for n in sorted(images)])
   np.testing.assert_array_equal(got, want)
-  assert celeba.PreparedImages(tmp_path / "out").attributes(0).size == 0
+  assert shards.PreparedImages(tmp_path / "out")[0]["label"].shape == (0,)
 
 
 @pytest.mark.parametrize("images_as", ["img_align_celeba", "img_align_celeba.zip"])
 def test_parent_folder_with_listings_splits_and_attributes(sample, tmp_path, images_as):
   root, images, partition = sample
   src = _only(root, images_as, "list_attr_celeba.txt", "list_eval_partition.txt")
-  metadata = celeba.prepare(src, tmp_path / "out", CONFIG)
+  metadata = celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
   attribute_names, attribute_rows = _attribute_table(root / "list_attr_celeba.txt")
   assert metadata["attribute_names"] == attribute_names and len(attribute_names) == 40
   record_length = RESOLUTION * RESOLUTION * 3 + len(attribute_names)
-  for split_index, split in enumerate(celeba.SPLITS):
+  for split_index, split in enumerate(shards.SPLITS):
     names = sorted(n for n, p in partition.items() if p == split_index)
     assert metadata["splits"][split]["count"] == len(names) > 0
     # The raw records follow the documented layout: pixels, then one int8 per attribute.
@@ -116,10 +116,11 @@ def test_parent_folder_with_listings_splits_and_attributes(sample, tmp_path, ima
     assert [list(np.frombuffer(r[-40:], np.int8)) for r in records] == \
         [attribute_rows[n] for n in names]
     # The reader gives back the same pixels and attributes.
-    source = celeba.PreparedImages(tmp_path / "out", split)
+    source = shards.PreparedImages(tmp_path / "out", split)
     np.testing.assert_array_equal(_all_images(tmp_path / "out", split),
                                   pixels.reshape(-1, RESOLUTION, RESOLUTION, 3))
-    assert list(source.attributes(len(source) - 1)) == attribute_rows[names[-1]]
+    assert [list(source[i]["label"]) for i in range(len(source))] == \
+        [attribute_rows[n] for n in names]
 
 
 def test_kaggle_csv_listings_give_the_same_shards_as_the_txt_files(sample, tmp_path):
@@ -134,8 +135,8 @@ def test_kaggle_csv_listings_give_the_same_shards_as_the_txt_files(sample, tmp_p
                   *([n, *values] for n, values in attribute_rows.items())]))
   (kaggle / "list_eval_partition.csv").write_text(
       "image_id,partition\n" + "".join(f"{n},{p}\n" for n, p in partition.items()))
-  a = celeba.prepare(txt, tmp_path / "a", CONFIG)
-  b = celeba.prepare(kaggle, tmp_path / "b", CONFIG)
+  a = celeba_prepare.prepare(txt, tmp_path / "a", CONFIG)
+  b = celeba_prepare.prepare(kaggle, tmp_path / "b", CONFIG)
   assert a["splits"] == b["splits"] and a["attribute_names"] == b["attribute_names"]
   assert _shard_bytes(tmp_path / "a") == _shard_bytes(tmp_path / "b")
 
@@ -143,8 +144,8 @@ def test_kaggle_csv_listings_give_the_same_shards_as_the_txt_files(sample, tmp_p
 def test_output_is_deterministic_across_runs_and_worker_counts(sample, tmp_path):
   root, _, _ = sample
   src = _only(root, "img_align_celeba")
-  celeba.prepare(src, tmp_path / "one", CONFIG, num_workers=1)
-  celeba.prepare(src, tmp_path / "three", CONFIG, num_workers=3)
+  celeba_prepare.prepare(src, tmp_path / "one", CONFIG, num_workers=1)
+  celeba_prepare.prepare(src, tmp_path / "three", CONFIG, num_workers=3)
   one = _shard_bytes(tmp_path / "one")
   assert len(one) == 3 and one == _shard_bytes(tmp_path / "three")
   assert (tmp_path / "one" / "metadata.json").read_bytes() == \
@@ -164,7 +165,7 @@ def test_folder_of_images_of_any_size(tmp_path):
   Image.fromarray(grey).save(folder / "more" / "grey.png")
   originals["grey.png"] = np.repeat(grey[:, :, None], 3, axis=2)
   Image.fromarray(rng.integers(0, 256, (7, 30, 3), np.uint8)).save(folder / "tiny.png")
-  metadata = celeba.prepare(folder, tmp_path / "out", CONFIG)
+  metadata = celeba_prepare.prepare(folder, tmp_path / "out", CONFIG)
   assert metadata["splits"]["train"]["count"] == len(originals)
   assert metadata["attribute_names"] is None
   assert (tmp_path / "out" / "skipped.txt").read_text().startswith("tiny.png\tsize 30x7")
@@ -181,8 +182,8 @@ def test_images_sharing_a_file_name_are_refused(tmp_path):
   for folder in ("a", "b"):
     (tmp_path / "faces" / folder).mkdir(parents=True)
     Image.new("RGB", (20, 20)).save(tmp_path / "faces" / folder / "face.png")
-  with pytest.raises(celeba.PrepareError, match="two images named face.png"):
-    celeba.prepare(tmp_path / "faces", tmp_path / "out", CONFIG)
+  with pytest.raises(celeba_prepare.PrepareError, match="two images named face.png"):
+    celeba_prepare.prepare(tmp_path / "faces", tmp_path / "out", CONFIG)
   assert not (tmp_path / "out").exists()
 
 
@@ -200,7 +201,7 @@ def test_bad_images_and_rows_are_skipped_and_listed(sample, tmp_path):
   (src / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
   (src / "list_eval_partition.txt").write_text(
       "".join(f"{n} {'5' if n == names[6] else '0'}\n" for n in names if n != names[5]))
-  metadata = celeba.prepare(src, tmp_path / "out", CONFIG)
+  metadata = celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
   skipped = dict(l.split("\t") for l in (tmp_path / "out" / "skipped.txt").read_text().splitlines())
   assert sorted(skipped) == names[:7]
   assert "truncated" in skipped[names[0]] and "not an image" in skipped[names[1]]
@@ -217,8 +218,8 @@ def test_bad_images_and_rows_are_skipped_and_listed(sample, tmp_path):
 def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, dies):
   root, _, _ = sample
   src = _only(root, "img_align_celeba")
-  celeba.prepare(src, tmp_path / "clean", CONFIG)
-  real_write_shard = celeba._write_shard
+  celeba_prepare.prepare(src, tmp_path / "clean", CONFIG)
+  real_write_shard = celeba_prepare._write_shard
   calls = []
 
   def write_then_die(path, records):
@@ -233,10 +234,10 @@ def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, d
 
   monkeypatch.setattr(celeba, "_write_shard", write_then_die)
   with pytest.raises(KeyboardInterrupt):
-    celeba.prepare(src, tmp_path / "out", CONFIG)
+    celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
   assert not (tmp_path / "out" / "metadata.json").exists()
   with pytest.raises(ValueError, match="prepare_celeba"):
-    celeba.PreparedImages(tmp_path / "out")
+    shards.PreparedImages(tmp_path / "out")
   rewritten = []
 
   def write_and_note(path, records):
@@ -244,10 +245,10 @@ def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, d
     return real_write_shard(path, records)
 
   monkeypatch.setattr(celeba, "_write_shard", write_and_note)
-  celeba.prepare(src, tmp_path / "out", CONFIG)
+  celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
   assert rewritten == calls[1:] + ["train-00002-of-00003.array_record"]  # the first is kept
   assert _shard_bytes(tmp_path / "out") == _shard_bytes(tmp_path / "clean")
-  assert celeba.load_metadata(tmp_path / "out") == celeba.load_metadata(tmp_path / "clean")
+  assert shards.load_metadata(tmp_path / "out") == shards.load_metadata(tmp_path / "clean")
   assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
       sorted(p.name for p in (tmp_path / "clean").iterdir())
 
@@ -290,19 +291,19 @@ def test_cli_prepares_and_refuses_bad_flags_with_one_line_and_exit_code_2(sample
 def test_out_with_shards_of_another_source_is_refused(sample, tmp_path):
   root, images, _ = sample
   src = _only(root, "img_align_celeba")
-  celeba.prepare(src, tmp_path / "out", CONFIG)
+  celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
   other = tmp_path / "other"
   shutil.copytree(src, other)
   (other / "img_align_celeba" / sorted(images)[0]).unlink()
-  with pytest.raises(celeba.PrepareError, match="source_fingerprint"):
-    celeba.prepare(other, tmp_path / "out", CONFIG)
+  with pytest.raises(celeba_prepare.PrepareError, match="source_fingerprint"):
+    celeba_prepare.prepare(other, tmp_path / "out", CONFIG)
 
 
 @pytest.mark.parametrize("damage", ["no directory", "no metadata", "lost shard", "old format"])
 def test_reader_names_the_prepare_command_when_data_is_unusable(sample, tmp_path, damage):
   out = tmp_path / "out"
   if damage != "no directory":
-    celeba.prepare(_only(sample[0], "img_align_celeba"), out, CONFIG)
+    celeba_prepare.prepare(_only(sample[0], "img_align_celeba"), out, CONFIG)
   if damage == "no metadata":
     (out / "metadata.json").unlink()
   elif damage == "lost shard":
@@ -311,7 +312,7 @@ def test_reader_names_the_prepare_command_when_data_is_unusable(sample, tmp_path
     metadata = json.loads((out / "metadata.json").read_text())
     (out / "metadata.json").write_text(json.dumps({**metadata, "format_version": 0}))
   with pytest.raises(ValueError) as error:
-    celeba.PreparedImages(out)
+    shards.PreparedImages(out)
   message = str(error.value)
   assert "\n" not in message and str(out) in message
   assert f"python -m experiments.prepare_celeba --src /path/to/img_align_celeba.zip --out {out}" \
@@ -319,28 +320,27 @@ def test_reader_names_the_prepare_command_when_data_is_unusable(sample, tmp_path
 
 
 def test_reader_survives_pickling_for_grain_workers(sample, tmp_path):
-  celeba.prepare(_only(sample[0], "img_align_celeba"), tmp_path / "out", CONFIG)
-  source = celeba.PreparedImages(tmp_path / "out")
-  first = source[5].copy()  # opens the readers that pickling must leave behind
+  celeba_prepare.prepare(_only(sample[0], "img_align_celeba"), tmp_path / "out", CONFIG)
+  source = shards.PreparedImages(tmp_path / "out")
+  first = source[5]["image"].copy()  # opens the readers that pickling must leave behind
   copy = pickle.loads(pickle.dumps(source))
   assert len(copy) == len(source) == NUM_IMAGES
-  np.testing.assert_array_equal(copy[5], first)
+  np.testing.assert_array_equal(copy[5]["image"], first)
 
 
 def test_loader_covers_every_prepared_image_once_per_epoch(sample, tmp_path):
   root, _, _ = sample
-  celeba.prepare(_only(root, "img_align_celeba"), tmp_path / "out", CONFIG)
-  source = celeba.PreparedImages(tmp_path / "out")
-  ds = input_pipeline.train_dataset(source, seed=0, global_batch_size=12,
-                                    random_flip_images=False)
-  epoch = np.concatenate([ds[i] for i in range(NUM_IMAGES // 12)])
+  celeba_prepare.prepare(_only(root, "img_align_celeba"), tmp_path / "out", CONFIG)
+  source = shards.PreparedImages(tmp_path / "out")
+  ds = pipeline.train_dataset(source, seed=0, global_batch_size=12, random_flip_images=False)
+  epoch = np.concatenate([ds[i]["image"] for i in range(NUM_IMAGES // 12)])
   as_bytes = sorted(image.tobytes() for image in epoch)
-  assert as_bytes == sorted(source[i].tobytes() for i in range(len(source)))
+  assert as_bytes == sorted(source[i]["image"].tobytes() for i in range(len(source)))
 
 
 def test_training_on_prepared_faces_through_the_cli(sample, tmp_path):
   root, _, _ = sample
-  celeba.prepare(_only(root, "img_align_celeba"), tmp_path / "data", CONFIG)
+  celeba_prepare.prepare(_only(root, "img_align_celeba"), tmp_path / "data", CONFIG)
   run_module("experiments.celeba", "--workdir", tmp_path / "run",
              "--config", "experiments/configs/celeba64.py:tiny",
              f"--config.data.dir={tmp_path / 'data'}", "--config.train.num_steps=4")

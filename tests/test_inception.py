@@ -16,7 +16,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from dcgan_jax import inception
+from dcgan_jax.eval import inception, torch_pickle
 
 
 def import_torch_reference(module: str) -> ModuleType:
@@ -114,7 +114,7 @@ def test_preprocess_matches_pytorch_fid_resize_for_uint8_and_float_input(height,
 
 def test_both_torch_save_formats_read_back_exactly(reference):
   for path in (reference.zip_path, reference.legacy_path):
-    read = inception.read_torch_state_dict(path)
+    read = torch_pickle.read_torch_state_dict(path)
     assert list(read) == list(reference.state_dict)
     for name, tensor in reference.state_dict.items():
       assert read[name].dtype == tensor.numpy().dtype, name
@@ -126,7 +126,7 @@ def test_reader_refuses_anything_but_tensors(tmp_path):
   path = tmp_path / "not_weights.pth"
   torch.save({"weight": torch.zeros(2), "extra": collections.Counter("ab")}, path)
   with pytest.raises(pickle.UnpicklingError, match="refusing to load collections.Counter"):
-    inception.read_torch_state_dict(path)
+    torch_pickle.read_torch_state_dict(path)
 
 
 def test_loader_rejects_a_different_network(reference, tmp_path):

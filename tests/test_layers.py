@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dcgan_jax import layers, models
+from dcgan_jax.models import dcgan, layers
 
 CASES = [
     # (fast op, plain Flax layer with the same kernel, input shape)
@@ -56,7 +56,7 @@ def test_layer_matches_flax_forward_and_gradients(op, flax_layer, shape, impl):
 @pytest.mark.parametrize("resolution", [16, 32])
 def test_whole_networks_agree_across_impls(resolution):
   z = jax.random.normal(jax.random.PRNGKey(0), (4, 16))
-  fast_g, ref_g = (models.Generator(resolution, 8, impl=i) for i in layers.IMPLS)
+  fast_g, ref_g = (dcgan.Generator(resolution, 8, impl=i) for i in layers.IMPLS)
   g_vars = fast_g.init(jax.random.PRNGKey(1), z, train=False)
   assert jax.tree.structure(g_vars) == jax.tree.structure(ref_g.init(jax.random.PRNGKey(1), z, train=False))
 
@@ -70,7 +70,7 @@ def test_whole_networks_agree_across_impls(resolution):
   np.testing.assert_allclose(x_fast, x_ref, rtol=1e-5, atol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), grads_fast, grads_ref)
 
-  fast_d, ref_d = (models.Discriminator(8, impl=i) for i in layers.IMPLS)
+  fast_d, ref_d = (dcgan.Discriminator(8, impl=i) for i in layers.IMPLS)
   d_vars = fast_d.init(jax.random.PRNGKey(2), x_ref, train=False)
 
   def d_out(params, model):

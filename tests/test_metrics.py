@@ -7,7 +7,7 @@ root) and torch-fidelity's KID and IS, imported from the packages themselves.
 import numpy as np
 import pytest
 
-from dcgan_jax import metrics
+from dcgan_jax.eval import metrics
 from tests.test_inception import import_torch_reference
 
 

@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dcgan_jax import models
+from dcgan_jax.models import dcgan
 
 
 def _init(resolution, nf=16, batch=4, z_dim=100):
-  g, d = models.Generator(resolution, nf), models.Discriminator(nf)
+  g, d = dcgan.Generator(resolution, nf), dcgan.Discriminator(nf)
   z = jax.random.normal(jax.random.PRNGKey(0), (batch, z_dim))
   g_vars = g.init(jax.random.PRNGKey(1), z, train=False)
   x, _ = g.apply(g_vars, z, train=True, mutable=["batch_stats"])
@@ -40,14 +40,14 @@ def test_initialisation_follows_the_paper():
 
 def test_bad_resolution_is_refused():
   with pytest.raises(ValueError, match="power of two"):
-    models.num_blocks(48)
+    dcgan.num_blocks(48)
 
 
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("resolution", [16, 32])
 def test_matches_pytorch_with_copied_weights(resolution, train):
   torch = pytest.importorskip("torch")
-  from dcgan_jax import torch_reference
+  from tests import torch_reference
 
   g, d, z, g_vars, d_vars, _ = _init(resolution, nf=8, batch=6, z_dim=20)
   # Non-trivial running statistics, so eval mode is tested for real.

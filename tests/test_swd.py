@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from dcgan_jax import swd
+from dcgan_jax.eval import swd
 
 CELEBA_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared/data/celeba_sample"
 IMAGES_PER_SET = 160

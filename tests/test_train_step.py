@@ -8,7 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from dcgan_jax import losses, steps
+from dcgan_jax import steps, variants
+from dcgan_jax.losses import non_saturating
 from dcgan_jax.train_state import init_state, setup_from_config
 from experiments.configs import synthetic
 
@@ -20,9 +21,11 @@ def _tiny_setup(**train_overrides):
 
 
 def _images(config, seed=0):
+  """A batch of random uint8 images, with no labels."""
   rng = np.random.default_rng(seed)
-  r = config.data.resolution
-  return jnp.asarray(rng.integers(0, 256, (config.train.batch_size, r, r, 3), np.uint8))
+  r, b = config.data.resolution, config.train.batch_size
+  return {"image": jnp.asarray(rng.integers(0, 256, (b, r, r, 3), np.uint8)),
+          "label": jnp.zeros((b, 0), jnp.int8)}
 
 
 def _jit_step(setup):
@@ -54,30 +57,31 @@ def test_step_updates_both_networks_and_stays_finite():
 
 def _plain_step(setup, state, images):
   """The step as one would first write it: G runs again inside the G loss."""
-  real = steps.to_model_range(images)
+  real = steps.to_model_range(images["image"])
   key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 0)
-  z = jax.random.normal(key, (real.shape[0], setup.z_dim))
+  z = jax.random.normal(key, (real.shape[0], setup.variant.z_dim))
+  generator, discriminator = setup.variant.generator, setup.variant.discriminator
 
   def apply(module, params, stats, x):
     out, upd = module.apply({"params": params, "batch_stats": stats}, x, train=True,
                             mutable=["batch_stats"])
     return out, upd["batch_stats"]
 
-  fake, g_stats = apply(setup.generator, state.g_params, state.g_batch_stats, z)
+  fake, g_stats = apply(generator, state.g_params, state.g_batch_stats, z)
 
   def d_loss_fn(d_params):
-    r, stats = apply(setup.discriminator, d_params, state.d_batch_stats, real)
-    f, stats = apply(setup.discriminator, d_params, stats, jax.lax.stop_gradient(fake))
-    return losses.discriminator_loss(r, f), stats
+    r, stats = apply(discriminator, d_params, state.d_batch_stats, real)
+    f, stats = apply(discriminator, d_params, stats, jax.lax.stop_gradient(fake))
+    return non_saturating.discriminator_bce(r, f), stats
 
   d_grads, d_stats = jax.grad(d_loss_fn, has_aux=True)(state.d_params)
   d_updates, _ = setup.d_optimizer.update(d_grads, state.d_opt_state, state.d_params)
   d_params = optax.apply_updates(state.d_params, d_updates)
 
   def g_loss_fn(g_params):
-    f, _ = apply(setup.generator, g_params, state.g_batch_stats, z)
-    logits, _ = apply(setup.discriminator, d_params, d_stats, f)
-    return losses.generator_loss(logits)
+    f, _ = apply(generator, g_params, state.g_batch_stats, z)
+    logits, _ = apply(discriminator, d_params, d_stats, f)
+    return non_saturating.generator_bce(logits)
 
   g_grads = jax.grad(g_loss_fn)(state.g_params)
   g_updates, _ = setup.g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
@@ -134,3 +138,36 @@ def test_bfloat16_computes_in_bf16_but_keeps_float32_state():
   f32_state, f32_metrics = _jit_step(setup)(init_state(setup, config.seed), images)
   np.testing.assert_allclose(float(metrics["d_loss"]), float(f32_metrics["d_loss"]), rtol=0.05)
   assert 0 < _max_abs_change(new_state.g_params, f32_state.g_params) < 1e-3
+
+
+def test_labels_do_not_change_an_unconditional_step():
+  config, setup = _tiny_setup()
+  state = init_state(setup, config.seed)
+  batch = _images(config)
+  rng = np.random.default_rng(5)
+  labelled = {**batch, "label": jnp.asarray(rng.choice(np.int8([-1, 1]), (16, 40)))}
+  step = _jit_step(setup)
+  a, metrics_a = step(state, batch)
+  b, metrics_b = step(state, labelled)
+  jax.tree.map(np.testing.assert_array_equal, (a, metrics_a), (b, metrics_b))
+
+
+@pytest.mark.parametrize("key, value, known", [
+    ("model.arch", "dcgann", "dcgan"),
+    ("loss.name", "hinge_typo", "non_saturating"),
+    ("model.impl", "fastest", "fast, reference"),
+])
+def test_unknown_variant_names_are_one_line_errors_listing_the_known(key, value, known):
+  config = synthetic.get_config("tiny")
+  section, name = key.split(".")
+  config[section][name] = value
+  with pytest.raises(ValueError) as error:
+    variants.variant_from_config(config)
+  message = str(error.value)
+  assert "\n" not in message and key in message and repr(value) in message and known in message
+
+
+def test_the_default_variant_is_the_dcgan_with_its_loss():
+  variant = variants.variant_from_config(synthetic.get_config("tiny"))
+  assert variant.loss is non_saturating.LOSS
+  assert type(variant.generator).__name__ == "Generator" and variant.generator.resolution == 16

@@ -21,10 +21,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.prefetch = 8
 
   config.model = ml_collections.ConfigDict()
+  config.model.arch = "dcgan"  # generator and discriminator networks (dcgan_jax.variants)
   config.model.nf = 64
   config.model.z_dim = 100
   config.model.dtype = "float32"  # compute dtype; params and optimiser stay float32
   config.model.impl = "fast"  # how convolutions are computed: 'fast' or 'reference' (same math)
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.name = "non_saturating"  # the GAN objective (dcgan_jax.variants)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128  # global batch, split over all devices

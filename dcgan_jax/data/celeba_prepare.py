@@ -1,24 +1,6 @@
-"""CelebA (or any folder of faces) prepared once into ArrayRecord shards, and read back.
+"""CelebA (or any folder of faces) prepared once into ArrayRecord shards.
 
-Prepared directory layout::
-
-  DIR/metadata.json                           written last; its presence means "complete"
-  DIR/{split}-{k:05d}-of-{n:05d}.array_record the records of one split, in image-name order
-  DIR/skipped.txt                             images left out, one "name<TAB>reason" a line
-
-Record format (no pickle): the image as raw uint8 bytes, row-major (H, W, 3) RGB with
-H = W = resolution, followed by one signed byte (+1 or -1) per attribute in
-`attribute_names` order (nothing when the source has no attributes). Every record of a
-directory has the same length. Shards are uncompressed with one record per group, so a
-random read is one seek and no decompression.
-
-`metadata.json` holds: format_version, resolution, crop, resample ("lanczos"),
-attribute_names (list, or null when the source has none), source_fingerprint, split and
-num_shards (the flags), and `splits`: for each written split its image count and shard
-file names. The source fingerprint is a sha256 over the sorted image names with their
-byte sizes (zip member sizes or file sizes), plus the bytes of the attribute and
-partition listings: cheap to compute, and it changes when images are added, removed or
-replaced by files of another size.
+The shard format is described in `data.shards`.
 
 Preprocessing: centre square crop of `crop` pixels (at most the image's short side),
 antialiased resize with PIL's Lanczos filter to `resolution`. Images are assigned to
@@ -51,8 +33,9 @@ import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
-FORMAT_VERSION = 1
-SPLITS = ("train", "valid", "test")
+from dcgan_jax import files
+from dcgan_jax.data.shards import FORMAT_VERSION, SPLITS, load_metadata
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CELEBA_SIZE = (178, 218)  # width, height of every aligned-and-cropped CelebA image
 MIN_IMAGE_SIDE = 8
@@ -63,73 +46,6 @@ _IMAGES_PER_TASK = 32
 
 class PrepareError(ValueError):
   """Bad flags or input: reported as one line, exit code 2, nothing written."""
-
-
-def prepare_command(data_dir: str | Path) -> str:
-  return ("python -m experiments.prepare_celeba --src /path/to/img_align_celeba.zip "
-          f"--out {data_dir}")
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-def load_metadata(data_dir: str | Path) -> dict:
-  """metadata.json of a prepared directory, or a ValueError naming the prepare command."""
-  data_dir = Path(data_dir)
-  path = data_dir / "metadata.json"
-  if not path.is_file():
-    raise ValueError(f"data.dir {data_dir} holds no prepared shards (no metadata.json); "
-                     f"create them with: {prepare_command(data_dir)}")
-  try:
-    metadata = json.loads(path.read_text())
-  except ValueError as error:
-    raise ValueError(f"data.dir {data_dir} has an unreadable metadata.json ({error}); "
-                     f"prepare it again with: {prepare_command(data_dir)}") from None
-  if metadata.get("format_version") != FORMAT_VERSION:
-    raise ValueError(f"data.dir {data_dir} was prepared in format version "
-                     f"{metadata.get('format_version')}, this version reads {FORMAT_VERSION}; "
-                     f"prepare it again with: {prepare_command(data_dir)}")
-  return metadata
-
-
-class PreparedImages:
-  """Random-access uint8 (R, R, 3) images of one split, for grain; picklable.
-
-  `__getitem__` returns a read-only view of the record; copy it to modify it in place.
-  """
-
-  def __init__(self, data_dir: str | Path, split: str = "train"):
-    from grain import sources  # pylint: disable=g-import-not-at-top  (slow; prepare needs none)
-
-    self.data_dir = Path(data_dir)
-    self.split = split
-    metadata = load_metadata(self.data_dir)
-    if split not in metadata["splits"] or not metadata["splits"][split]["count"]:
-      raise ValueError(f"data.dir {data_dir} has no images in split {split!r}; it has "
-                       f"{sorted(s for s, v in metadata['splits'].items() if v['count'])}")
-    paths = [self.data_dir / name for name in metadata["splits"][split]["shards"]]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-      raise ValueError(f"data.dir {data_dir} lacks shards {missing}; prepare it again with: "
-                       f"{prepare_command(data_dir)}")
-    self.resolution = metadata["resolution"]
-    self.attribute_names = metadata["attribute_names"] or []
-    self._image_bytes = self.resolution * self.resolution * 3
-    self._records = sources.ArrayRecordDataSource([str(p) for p in paths])
-
-  def __len__(self) -> int:
-    return len(self._records)
-
-  def __getitem__(self, index: int) -> np.ndarray:
-    pixels = np.frombuffer(self._records[index], np.uint8, count=self._image_bytes)
-    return pixels.reshape(self.resolution, self.resolution, 3)
-
-  def attributes(self, index: int) -> np.ndarray:
-    """int8 (+1/-1) attributes of image `index`, in `attribute_names` order."""
-    return np.frombuffer(self._records[index], np.int8, offset=self._image_bytes).copy()
-
-  def __repr__(self) -> str:
-    return f"PreparedImages({str(self.data_dir)!r}, split={self.split!r}, n={len(self)})"
 
 
 # ----------------------------------------------------------------------------- source
@@ -373,18 +289,6 @@ def _plan_shards(split: str, names: list[str], num_shards: int) -> list[_Shard]:
           for k, part in enumerate(np.array_split(np.array(names, dtype=object), count))]
 
 
-def _fsync_and_rename(tmp: Path, path: Path) -> None:
-  with open(tmp, "rb+") as f:
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-  tmp = path.with_name(f".{path.name}.tmp")
-  tmp.write_bytes(data)
-  _fsync_and_rename(tmp, path)
-
-
 def _write_shard(path: Path, records: Iterable[bytes]) -> int:
   """Writes `records` under a temporary name, then renames; returns how many."""
   tmp = path.with_name(f".{path.name}.tmp")
@@ -394,7 +298,9 @@ def _write_shard(path: Path, records: Iterable[bytes]) -> int:
     writer.write(record)
     count += 1
   writer.close()
-  _fsync_and_rename(tmp, path)
+  with open(tmp, "rb+") as f:
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
   return count
 
 
@@ -517,7 +423,7 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
       count = _write_shard(out / shard.file_name,
                            _records_of_shard(encoded, shard, skipped, progress))
       state["shards"][shard.file_name] = {"count": count, "skipped": skipped}
-      _write_atomic(state_path, json.dumps(state).encode())
+      files.write_atomic(state_path, json.dumps(state).encode())
   if sys.stderr.isatty() and pending:
     print(file=sys.stderr)
 
@@ -533,8 +439,8 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
                                  "shards": [s.file_name for s in shards]}
     skipped += [entry for d in done for entry in d["skipped"]]
   skipped_text = "".join(f"{name}\t{reason}\n" for name, reason in sorted(skipped))
-  _write_atomic(out / "skipped.txt", skipped_text.encode())
-  _write_atomic(out / "metadata.json", (json.dumps(metadata, indent=2) + "\n").encode())
+  files.write_atomic(out / "skipped.txt", skipped_text.encode())
+  files.write_atomic(out / "metadata.json", (json.dumps(metadata, indent=2) + "\n").encode())
   state_path.unlink()
   written = sum(v["count"] for v in metadata["splits"].values())
   per_split = ", ".join(f"{s} {v['count']}" for s, v in metadata["splits"].items())

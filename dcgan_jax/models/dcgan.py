@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dcgan_jax import layers
+from dcgan_jax.models import layers
 
 # BatchNorm momentum 0.9 is PyTorch's default (0.1 there counts the other way), which
 # every DCGAN baseline uses; Flax's default of 0.99 tracks the running stats too slowly.

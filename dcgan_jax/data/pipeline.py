@@ -1,44 +1,19 @@
-"""grain pipelines that feed uint8 image batches to the train loop.
+"""grain pipelines that feed batches of labelled faces to the train loop.
 
-Every process builds the same globally shuffled stream and keeps its own slice of each
-global batch, so a run sees the same global batches on 1 host or N hosts, and the
-iterator's state (saved with each checkpoint) resumes the stream exactly.
+A batch is a dict: "image" uint8 (B, H, W, 3) and "label" int8 (B, A). Every process
+builds the same globally shuffled stream and keeps its own slice of each global batch,
+so a run sees the same global batches on 1 host or N hosts, and the iterator's state
+(saved with each checkpoint) resumes the stream exactly.
 """
 
 import functools
 import math
-from typing import Protocol
 
 import grain
 import ml_collections
 import numpy as np
 
-from dcgan_jax import synthetic_faces
-
-
-class ImageSource(Protocol):
-  """Random access to uint8 (H, W, 3) images."""
-
-  def __len__(self) -> int: ...
-
-  def __getitem__(self, index: int) -> np.ndarray: ...
-
-
-def create_source(data_config: ml_collections.ConfigDict, seed: int) -> ImageSource:
-  """The random-access image source named by `data.source`."""
-  if data_config.source == "synthetic":
-    return synthetic_faces.SyntheticFaces(
-        seed=seed, num_images=data_config.num_images, resolution=data_config.resolution)
-  if data_config.source == "celeba":
-    from dcgan_jax import celeba  # pylint: disable=g-import-not-at-top  (array_record only when used)
-    source = celeba.PreparedImages(data_config.dir, data_config.split)
-    if source.resolution != data_config.resolution:
-      raise ValueError(
-          f"data.dir {data_config.dir} holds {source.resolution}px images but "
-          f"data.resolution is {data_config.resolution}; prepare the data again with "
-          f"--resolution {data_config.resolution} or change the config.")
-    return source
-  raise ValueError(f"data.source must be 'synthetic' or 'celeba', got {data_config.source!r}")
+from dcgan_jax.data.sources import Example, Source, read_batch
 
 
 def draw_flips(indices: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -50,19 +25,20 @@ def no_flips(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return indices, np.zeros(len(indices), bool)
 
 
-def read_local_batch(source: ImageSource, local_slice: slice,
-                     indices_and_flips: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-  """This process's uint8 (B_local, H, W, 3) part of a global batch, flipped as drawn."""
+def read_local_batch(source: Source, local_slice: slice,
+                     indices_and_flips: tuple[np.ndarray, np.ndarray]) -> Example:
+  """This process's part of a global batch, its images flipped as drawn."""
   indices, flips = (a[local_slice] for a in indices_and_flips)
-  images = np.stack([source[int(i)] for i in indices])
+  batch = read_batch(source, indices)
+  images = batch["image"]
   images[flips] = images[flips][:, :, ::-1]
-  return images
+  return batch
 
 
-def train_dataset(source: ImageSource, *, seed: int, global_batch_size: int,
+def train_dataset(source: Source, *, seed: int, global_batch_size: int,
                   random_flip_images: bool, process_index: int = 0,
                   process_count: int = 1) -> grain.MapDataset:
-  """Infinite dataset of this process's uint8 (B_local, H, W, 3) batches.
+  """Infinite dataset of this process's batches (B_local = global / process count).
 
   Shuffled with a different order each epoch; batches may straddle epochs. Indices and
   flips are drawn per global batch, so they do not depend on the process count, and
@@ -91,7 +67,7 @@ def to_iterator(ds: grain.MapDataset, data_config: ml_collections.ConfigDict
   return iter(iter_ds)
 
 
-def create_train_iterator(config: ml_collections.ConfigDict, source: ImageSource,
+def create_train_iterator(config: ml_collections.ConfigDict, source: Source,
                           process_index: int = 0, process_count: int = 1
                           ) -> grain.DatasetIterator:
   ds = train_dataset(source, seed=config.seed, global_batch_size=config.train.batch_size,

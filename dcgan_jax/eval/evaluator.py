@@ -14,25 +14,32 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from dcgan_jax import inception, input_pipeline, metrics, swd
+from dcgan_jax import files
+from dcgan_jax.data import sources
+from dcgan_jax.eval import inception, metrics, swd
 
 _READ_CHUNK = 1000
 
 
-def _sample_indices(num_images: int, num: int, seed: int) -> np.ndarray:
-  return np.sort(np.random.default_rng(seed).choice(num_images, min(num, num_images), replace=False))
+def _seeded_indices(num_images: int, num: int, seed: int) -> np.ndarray:
+  return sources.sample_indices(num_images, num, np.random.default_rng(seed))
 
 
-def _read(source: input_pipeline.ImageSource, indices: np.ndarray) -> np.ndarray:
-  return np.stack([source[int(i)] for i in indices])
+def _read_images(source: sources.Source, indices: np.ndarray) -> np.ndarray:
+  return sources.read_batch(source, indices)["image"]
+
+
+def cache_dir(config: ml_collections.ConfigDict, workdir: Path) -> Path:
+  """Reference statistics live next to prepared data (shared by runs), else in the run."""
+  return Path(config.data.dir) if config.data.source == "celeba" else workdir
 
 
 def reference_cache_key(data_config: ml_collections.ConfigDict, seed: int,
                         reference_num_images: int) -> str:
   """What the reference statistics depend on, as a short hash."""
   if data_config.source == "celeba":
-    from dcgan_jax import celeba  # pylint: disable=g-import-not-at-top
-    metadata = celeba.load_metadata(data_config.dir)
+    from dcgan_jax.data import shards  # pylint: disable=g-import-not-at-top
+    metadata = shards.load_metadata(data_config.dir)
     identity = [metadata["source_fingerprint"], metadata["crop"], metadata["resolution"],
                 data_config.split]
   else:
@@ -41,22 +48,20 @@ def reference_cache_key(data_config: ml_collections.ConfigDict, seed: int,
   return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
-def reference_statistics(source: input_pipeline.ImageSource, variables: dict, cache_path: Path,
+def reference_statistics(source: sources.Source, variables: dict, cache_path: Path,
                          num_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Mean and covariance of pool3 over the real images, read from `cache_path` if there."""
   if cache_path.is_file():
     with np.load(cache_path) as cached:
       return cached["mu"], cached["sigma"]
   count = len(source) if num_images <= 0 else min(num_images, len(source))
-  order = np.arange(len(source)) if count == len(source) else _sample_indices(len(source), count, seed)
+  order = _seeded_indices(len(source), count, seed)
   features = np.concatenate([
-      inception.inception_features(variables, _read(source, order[i:i + _READ_CHUNK]))["pool3"]
+      inception.inception_features(variables, _read_images(source, order[i:i + _READ_CHUNK]))["pool3"]
       for i in range(0, count, _READ_CHUNK)])
   mu, sigma = metrics.feature_statistics(features)
   cache_path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = cache_path.with_name(f".{cache_path.stem}.tmp.npz")
-  np.savez(tmp, mu=mu, sigma=sigma)
-  tmp.replace(cache_path)
+  files.write_npz(cache_path, mu=mu, sigma=sigma)
   return mu, sigma
 
 
@@ -65,10 +70,10 @@ class Evaluator:
 
   def __init__(self, config: ml_collections.ConfigDict, cache_dir: Path, *,
                num_samples: int, inception_weights: str | None = None):
-    self.source = input_pipeline.create_source(config.data, config.seed)
-    indices = _sample_indices(len(self.source), num_samples, config.seed)
+    self.source = sources.create_source(config.data, config.seed)
+    indices = _seeded_indices(len(self.source), num_samples, config.seed)
     self.num_samples = len(indices)
-    self.real_images = _read(self.source, indices)
+    self.real_images = _read_images(self.source, indices)
     self.seed = config.seed
     weights = inception.find_inception_weights(inception_weights or None)
     self.inception_variables = None if weights is None else inception.load_inception_params(weights)

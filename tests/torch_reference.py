@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dcgan_jax.models import num_blocks
+from dcgan_jax.models.dcgan import num_blocks
 
 
 def generator(resolution: int, nf: int, z_dim: int) -> nn.Sequential:

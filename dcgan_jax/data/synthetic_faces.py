@@ -7,8 +7,13 @@ long or none), eyes (white, iris, pupil), eyebrows, nose, mouth (smiling, neutra
 open) and glasses. Face shape, size and position, skin tone, hair colour and style, eye
 colour, expression and colours of background and clothes all vary.
 
-Image i of a set depends only on (seed, i): its parameters come from
-`np.random.default_rng((seed, i))`, so any image can be rendered alone, in any order, by
+Each face is labelled with the attributes it is painted with, under CelebA's names
+(`ATTRIBUTE_NAMES`, in CelebA's order) and as CelebA stores them: int8, +1 present and
+-1 absent. So a conditional model trains on these faces as on CelebA: `SyntheticFaces[i]`
+is {"image": uint8 (R, R, 3), "label": int8 (A,)}, like an example of prepared CelebA.
+
+Image i of a set and its label depend only on (seed, i): its parameters come from
+`np.random.default_rng((seed, i))`, so any face can be rendered alone, in any order, by
 any process. The parameters do not depend on the resolution either: one face rendered at
 16, 32 or 64 pixels is the same face. Edges are anti-aliased by the fraction of each
 pixel a shape covers, and every shape is evaluated only inside its bounding box.
@@ -30,6 +35,10 @@ HAIR_COLOURS = np.array([
     [20, 16, 14], [60, 38, 24], [110, 70, 40], [205, 170, 100], [160, 70, 30],
     [170, 170, 170], [235, 225, 200],
 ], np.float32)
+# The CelebA attribute of each HAIR_COLOURS row, row for row: CelebA has no auburn.
+HAIR_COLOUR_ATTRIBUTES = ("Black_Hair", "Brown_Hair", "Brown_Hair", "Blond_Hair", None,
+                          "Gray_Hair", "Blond_Hair")
+PALE_SKIN_INDEX = int(SKIN_TONES.sum(-1).argmax())  # the lightest tone is CelebA's Pale_Skin
 EYE_COLOURS = np.array([[70, 45, 25], [40, 90, 150], [70, 110, 60], [100, 80, 50]], np.float32)
 HAIR_STYLES = {"short": 0.4, "fringe": 0.25, "long": 0.25, "bald": 0.1}  # style: how often
 EXPRESSIONS = {"smile": 0.5, "neutral": 0.3, "open": 0.2}
@@ -37,6 +46,10 @@ EYE_WHITE = np.float32([245, 245, 240])
 PUPIL = np.float32([10, 10, 10])
 MOUTH_INSIDE = np.float32([60, 20, 20])
 TEETH = np.float32([235, 230, 215])
+# The CelebA attributes that the painter draws, in CelebA's order (a subsequence of
+# list_attr_celeba.txt's header), so labels line up with CelebA's columns of these names.
+ATTRIBUTE_NAMES = ("Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Eyeglasses",
+                   "Gray_Hair", "Mouth_Slightly_Open", "Pale_Skin", "Smiling")
 
 Window = tuple[slice, slice]  # the rows and columns of the image a shape can touch
 Shape = tuple[Window, np.ndarray]  # a window and the shape's coverage, 0 to 1, of its pixels
@@ -53,7 +66,9 @@ class FaceParameters:
   background_bottom: np.ndarray
   clothes: np.ndarray
   skin: np.ndarray
+  skin_index: int  # the row of SKIN_TONES that `skin` varies
   hair: np.ndarray
+  hair_index: int  # the row of HAIR_COLOURS that `hair` varies
   iris: np.ndarray
   lips: np.ndarray
   glasses: np.ndarray | None  # the frame's colour, or None for no glasses
@@ -88,8 +103,11 @@ def _vary(rng: np.random.Generator, colour: np.ndarray, spread: float) -> np.nda
   return np.clip(colour + rng.normal(0, spread, 3), 0, 255).astype(np.float32)
 
 
-def _pick(rng: np.random.Generator, palette: np.ndarray, spread: float) -> np.ndarray:
-  return _vary(rng, palette[rng.integers(len(palette))], spread)
+def _pick(rng: np.random.Generator, palette: np.ndarray,
+          spread: float) -> tuple[int, np.ndarray]:
+  """A random row of the palette: its index, and its colour varied by `spread`."""
+  index = int(rng.integers(len(palette)))
+  return index, _vary(rng, palette[index], spread)
 
 
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -107,19 +125,26 @@ def sample_face(rng: np.random.Generator) -> FaceParameters:
   background_top = rng.uniform(40, 230, 3).astype(np.float32)
   plain = rng.random() < 0.35
   background_bottom = background_top if plain else _vary(rng, background_top, 60)
-  skin = _pick(rng, SKIN_TONES, 8)
+  skin_index, skin = _pick(rng, SKIN_TONES, 8)
   # Lips are a reddened, darkened skin: pink on light skin, brown on dark.
   lips = np.clip(skin * np.float32([0.8, 0.5, 0.5]) + rng.normal(0, 8, 3), 0, 255)
   radius_x = _uniform(rng, 0.36, 0.46)
   radius_y = radius_x * _uniform(rng, 1.15, 1.4)
   eye_radius = radius_x * _uniform(rng, 0.15, 0.2)
+  # The draws stay in this order, before those among the arguments below: a change of
+  # order would change every face of every seed.
+  clothes = rng.uniform(30, 220, 3).astype(np.float32)
+  hair_index, hair = _pick(rng, HAIR_COLOURS, 10)
+  _, iris = _pick(rng, EYE_COLOURS, 10)
   return FaceParameters(
       background_top=background_top,
       background_bottom=background_bottom,
-      clothes=rng.uniform(30, 220, 3).astype(np.float32),
+      clothes=clothes,
       skin=skin,
-      hair=_pick(rng, HAIR_COLOURS, 10),
-      iris=_pick(rng, EYE_COLOURS, 10),
+      skin_index=skin_index,
+      hair=hair,
+      hair_index=hair_index,
+      iris=iris,
       lips=lips.astype(np.float32),
       glasses=_vary(rng, np.float32([30, 30, 30]), 20) if rng.random() < 0.25 else None,
       hair_style=_choose(rng, HAIR_STYLES),
@@ -143,6 +168,28 @@ def sample_face(rng: np.random.Generator) -> FaceParameters:
       mouth_width=radius_x * _uniform(rng, 0.28, 0.4),
       frame_width=radius_x * _uniform(rng, 0.04, 0.07),
   )
+
+
+def face_at(seed: int, index: int) -> FaceParameters:
+  """The parameters of face number `index` of the set `seed`."""
+  return sample_face(np.random.default_rng((seed, index)))
+
+
+def face_attributes(face: FaceParameters) -> np.ndarray:
+  """The face's label: int8 (len(ATTRIBUTE_NAMES),), +1 where it shows the attribute."""
+  bald = face.hair_style == "bald"
+  # A bald head shows no hair, so CelebA would give it no hair colour.
+  hair_colour = None if bald else HAIR_COLOUR_ATTRIBUTES[face.hair_index]
+  present = {
+      "Bald": bald,
+      "Bangs": face.hair_style == "fringe",
+      "Eyeglasses": face.glasses is not None,
+      "Mouth_Slightly_Open": face.expression == "open",
+      "Pale_Skin": face.skin_index == PALE_SKIN_INDEX,
+      "Smiling": face.expression == "smile",
+  }
+  present.update({name: name == hair_colour for name in HAIR_COLOUR_ATTRIBUTES if name})
+  return np.array([1 if present[name] else -1 for name in ATTRIBUTE_NAMES], np.int8)
 
 
 @functools.lru_cache(maxsize=16)
@@ -362,22 +409,25 @@ def paint_face(face: FaceParameters, resolution: int) -> np.ndarray:
 
 def render_face(seed: int, index: int, resolution: int) -> np.ndarray:
   """Face number `index` of the set `seed`: uint8 (resolution, resolution, 3)."""
-  return paint_face(sample_face(np.random.default_rng((seed, index))), resolution)
+  return paint_face(face_at(seed, index), resolution)
 
 
 class SyntheticFaces:
-  """Random-access source of `num_images` faces for grain: `faces[i]` is uint8 (R, R, 3)."""
+  """Random-access source of `num_images` labelled faces for grain: `faces[i]` is
+  {"image": uint8 (R, R, 3), "label": int8 (A,)}, the label in `attribute_names` order."""
 
   def __init__(self, seed: int, num_images: int, resolution: int):
     self.seed, self.num_images, self.resolution = seed, num_images, resolution
+    self.attribute_names = list(ATTRIBUTE_NAMES)
 
   def __len__(self) -> int:
     return self.num_images
 
-  def __getitem__(self, index: int) -> np.ndarray:
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     if not 0 <= index < self.num_images:
       raise IndexError(f"face {index} out of range [0, {self.num_images})")
-    return render_face(self.seed, int(index), self.resolution)
+    face = face_at(self.seed, int(index))
+    return {"image": paint_face(face, self.resolution), "label": face_attributes(face)}
 
   def __repr__(self) -> str:
     return (f"SyntheticFaces(seed={self.seed}, num_images={self.num_images}, "

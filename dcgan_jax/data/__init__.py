@@ -1,0 +1,1 @@
+"""Training data: sources of labelled faces, their preparation, and the input pipeline."""

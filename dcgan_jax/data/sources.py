@@ -1,0 +1,54 @@
+"""Random-access sources of labelled faces, and reading batches of examples from them.
+
+An example is a dict: "image", uint8 (H, W, 3), and "label", int8 (A,), the attributes
+(+1 present, -1 absent) named by the source's `attribute_names` (A may be 0).
+"""
+
+from typing import Protocol
+
+import ml_collections
+import numpy as np
+
+from dcgan_jax.data import synthetic_faces
+
+Example = dict[str, np.ndarray]
+
+
+class Source(Protocol):
+  """Random access to examples; picklable, for grain's worker processes."""
+
+  attribute_names: list[str]
+
+  def __len__(self) -> int: ...
+
+  def __getitem__(self, index: int) -> Example: ...
+
+
+def create_source(data_config: ml_collections.ConfigDict, seed: int) -> Source:
+  """The source named by `data.source`."""
+  if data_config.source == "synthetic":
+    return synthetic_faces.SyntheticFaces(
+        seed=seed, num_images=data_config.num_images, resolution=data_config.resolution)
+  if data_config.source == "celeba":
+    from dcgan_jax.data import shards  # pylint: disable=g-import-not-at-top  (grain's array_record only when used)
+    source = shards.PreparedImages(data_config.dir, data_config.split)
+    if source.resolution != data_config.resolution:
+      raise ValueError(
+          f"data.dir {data_config.dir} holds {source.resolution}px images but "
+          f"data.resolution is {data_config.resolution}; prepare the data again with "
+          f"--resolution {data_config.resolution} or change the config.")
+    return source
+  raise ValueError(f"data.source must be 'synthetic' or 'celeba', got {data_config.source!r}")
+
+
+def read_batch(source: Source, indices: np.ndarray) -> Example:
+  """The examples at `indices`, stacked: "image" (N, H, W, 3), "label" (N, A)."""
+  examples = [source[int(i)] for i in indices]
+  return {key: np.stack([example[key] for example in examples]) for key in ("image", "label")}
+
+
+def sample_indices(num_images: int, num: int, rng: np.random.Generator) -> np.ndarray:
+  """`num` distinct indices below `num_images`, sorted; all of them when `num` is as large."""
+  if num >= num_images:
+    return np.arange(num_images)
+  return np.sort(rng.choice(num_images, num, replace=False))

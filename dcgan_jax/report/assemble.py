@@ -1,0 +1,104 @@
+"""A trained run's report: `write_report(workdir)` fills DIR/report/ and its index.html.
+
+  losses.png                  the losses and other metrics the train step logged
+  metrics.png                 the evaluation metrics logged during training
+  samples.png, progress.gif   the fixed-noise grid: the last one, and all of them in order
+  real_vs_fake.png            training images beside generated ones
+  interpolation.png           slerp paths through the latent space
+  discriminator_features.png  what D's first feature maps respond to, real and fake
+  nearest_neighbours.png      generated faces beside their closest training images
+"""
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from dcgan_jax import files, generate
+from dcgan_jax.data import sources
+from dcgan_jax.report import figures, neighbours, page
+
+NUM_REAL_VS_FAKE = 36
+NUM_NEIGHBOUR_QUERIES = 8
+# Beyond this many training images the neighbour search looks at a seeded subset.
+MAX_NEIGHBOUR_CANDIDATES = 20_000
+NUM_FEATURE_IMAGES = 4  # of each kind, real and generated
+
+
+def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
+                 neighbour_space: neighbours.FeatureSpace = neighbours.PIXEL_SPACE) -> Path:
+  """Writes DIR/report/ for the run's latest checkpoint and returns that directory."""
+  workdir = Path(workdir)
+  run = generate.load_run(workdir)
+  source = sources.create_source(run.config.data, run.config.seed)
+  if not 1 <= num_neighbours <= len(source):
+    raise ValueError(f"--num_neighbours must be between 1 and the {len(source)} training "
+                     f"images, got {num_neighbours}")
+  report_dir = workdir / "report"
+  report_dir.mkdir(exist_ok=True)
+  rows = figures.read_metrics(workdir / "metrics.jsonl")
+  rng = np.random.default_rng(seed)
+  images: list[tuple[str, str]] = []
+  notes: list[str] = []
+
+  def write_figure(name: str, figure: Figure, caption: str) -> None:
+    files.write_atomic(report_dir / name, figures.figure_png(figure))
+    images.append((name, caption))
+
+  caption = "The losses of both networks"
+  if run.variant.loss.output_metrics:
+    caption += (", and " + ", ".join(run.variant.loss.output_metrics.values())
+                + f" (at {run.variant.loss.equilibrium} D cannot tell real from fake)")
+  write_figure("losses.png", figures.loss_figure(rows, run.variant.loss), caption + ".")
+  write_figure("metrics.png", figures.eval_metrics_figure(rows),
+               "Evaluation metrics logged during training.")
+
+  grid_paths = figures.sample_grid_paths(workdir)
+  if grid_paths:
+    files.write_atomic(report_dir / "samples.png", grid_paths[-1].read_bytes())
+    images.append(("samples.png",
+                   f"The fixed-noise sample grid at step {figures.grid_step(grid_paths[-1])}."))
+    files.write_atomic(report_dir / "progress.gif", figures.progress_gif(grid_paths))
+    images.append(("progress.gif", f"The fixed-noise grid at each of the {len(grid_paths)} "
+                                   "saved steps, as the generator learned."))
+  else:
+    notes.append(f"No sample grids in {workdir / 'samples'} yet: samples.png and progress.gif "
+                 "were not written.")
+
+  real_indices = rng.choice(len(source), min(NUM_REAL_VS_FAKE, len(source)), replace=False)
+  real = neighbours.read_images(source, real_indices)
+  fake = generate.generate(run.variant, run.state,
+                           generate.fixed_latents(run.variant, seed, NUM_REAL_VS_FAKE))
+  write_figure("real_vs_fake.png", figures.real_vs_fake_figure(real, fake, run.step),
+               "Randomly chosen training images (left) beside generated faces (right).")
+
+  files.write_png(report_dir / "interpolation.png", figures.interpolation_grid(run, seed))
+  images.append(("interpolation.png", "Each row walks the latent space along a great circle "
+                                      "(slerp) between two random points."))
+
+  feature_real, feature_fake = real[:NUM_FEATURE_IMAGES], fake[:NUM_FEATURE_IMAGES]
+  feature_inputs = np.concatenate([feature_real, feature_fake])
+  row_labels = ["real"] * len(feature_real) + ["generated"] * len(feature_fake)
+  write_figure("discriminator_features.png",
+               figures.discriminator_features_figure(
+                   feature_inputs, figures.discriminator_activations(run, feature_inputs),
+                   row_labels),
+               "The discriminator's first feature maps on real and generated images: what "
+               "its first layers respond to.")
+
+  queries = fake[:NUM_NEIGHBOUR_QUERIES]
+  candidates = sources.sample_indices(len(source), MAX_NEIGHBOUR_CANDIDATES, rng)
+  nearest, distances = neighbours.nearest_training_images(source, queries, candidates,
+                                                          num_neighbours, neighbour_space)
+  write_figure("nearest_neighbours.png",
+               neighbours.nearest_neighbours_figure(
+                   queries, nearest, distances,
+                   f"Nearest of {len(candidates):,} training images in "
+                   f"{neighbour_space.description}; distance under each"),
+               "Generated faces (red frame) beside their nearest training images: if none is "
+               "a near copy, the generator makes new faces rather than recalling its data.")
+
+  files.write_atomic(report_dir / "index.html",
+                     page.index_html(workdir, report_dir, run.step, run.config, images,
+                                     notes).encode())
+  return report_dir

@@ -1,0 +1,61 @@
+"""The report's index.html: the run's config, then each figure with its caption."""
+
+import html
+from pathlib import Path
+
+import ml_collections
+from PIL import Image
+
+from dcgan_jax import run_dir
+
+# Small pixel grids are shown enlarged by a whole factor up to this width, so stay crisp.
+DISPLAY_WIDTH = 640
+_SUMMARY_KEYS = ("data.source", "data.dir", "data.resolution", "data.num_images", "model.arch",
+                 "loss.name", "model.nf", "model.z_dim", "train.batch_size", "train.num_steps",
+                 "train.num_epochs", "train.d_steps", "train.g_lr", "train.d_lr")
+
+
+def config_summary(config: ml_collections.ConfigDict) -> dict[str, object]:
+  flat = run_dir.flatten(run_dir.config_as_dict(config))
+  return {key: flat[key] for key in _SUMMARY_KEYS if flat.get(key) not in (None, "")}
+
+
+def display_width(image_path: Path) -> int:
+  width = Image.open(image_path).width
+  return width * max(1, DISPLAY_WIDTH // width)
+
+
+def index_html(workdir: Path, report_dir: Path, step: int, config: ml_collections.ConfigDict,
+               images: list[tuple[str, str]], notes: list[str]) -> str:
+  """The report page: a header, then each (file name, caption) image in `report_dir`,
+  linked relatively."""
+  title = html.escape(f"DCGAN report: {workdir.resolve()}")
+  summary = " &middot; ".join(f"{html.escape(k)} = {html.escape(str(v))}"
+                              for k, v in config_summary(config).items())
+  full_config = "\n".join(
+      f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+      for k, v in run_dir.flatten(run_dir.config_as_dict(config)).items())
+  figures = "\n".join(
+      f'<figure><a href="{name}"><img src="{name}" alt="{name}" '
+      f'width="{display_width(report_dir / name)}"></a>'
+      f"<figcaption>{html.escape(caption)}</figcaption></figure>" for name, caption in images)
+  notes_html = "".join(f"<p class=note>{html.escape(note)}</p>\n" for note in notes)
+  return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1200px; }}
+figure {{ margin: 2em 0; }}
+img {{ max-width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #ddd; }}
+figcaption {{ color: #444; margin-top: .4em; }}
+.note {{ color: #a40; }}
+td {{ padding: 0 1em 0 0; font-family: monospace; }}
+</style></head>
+<body>
+<h1>{title}</h1>
+<p>Checkpoint step {step}. {summary}</p>
+<details><summary>Full config</summary><table>
+{full_config}
+</table></details>
+{notes_html}{figures}
+</body></html>
+"""

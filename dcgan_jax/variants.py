@@ -1,0 +1,121 @@
+"""The one seam where a GAN variant is chosen: `variant_from_config(config)`.
+
+A `Variant` carries the generator and discriminator modules, the loss, and how latents
+are drawn; the train step, sampling, evaluation and the report work through it and never
+name a concrete network or loss. Parts are found by config name in the registries below
+(`model.arch`, `loss.name`); adding a variant is one entry there and its own module.
+"""
+
+import dataclasses
+from typing import Any, Callable, Iterable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from dcgan_jax import losses
+from dcgan_jax.losses import Batch, PyTree, non_saturating
+from dcgan_jax.models import dcgan, layers
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """A GAN: its two networks, its objective and its latent distribution. Static: rebuilt
+  from the config, never saved. Network state (BatchNorm statistics) travels beside the
+  parameters, in and out of every train-mode call."""
+
+  generator: nn.Module
+  discriminator: nn.Module
+  loss: losses.Loss
+  z_dim: int
+  resolution: int
+
+  def sample_latents(self, key: jax.Array, num: int) -> jax.Array:
+    """(num, z_dim) standard normal latents."""
+    return jax.random.normal(key, (num, self.z_dim))
+
+  def init_variables(self, g_key: jax.Array, d_key: jax.Array) -> tuple[PyTree, PyTree]:
+    """Fresh variables {'params', 'batch_stats'} of the generator and the discriminator."""
+    z = jnp.zeros((1, self.z_dim), jnp.float32)
+    x = jnp.zeros((1, self.resolution, self.resolution, 3), jnp.float32)
+    return (self.generator.init(g_key, z, train=False),
+            self.discriminator.init(d_key, x, train=False))
+
+  def generate(self, g_params: PyTree, g_state: PyTree, z: jax.Array, labels: jax.Array, *,
+               train: bool = True) -> tuple[jax.Array, PyTree]:
+    """Images in [-1, 1] from latents (and, for a conditional variant, labels)."""
+    del labels  # unconditional
+    return _apply(self.generator, g_params, g_state, z, train)
+
+  def discriminate(self, d_params: PyTree, d_state: PyTree, batch: Batch, *,
+                   train: bool = True) -> tuple[jax.Array, PyTree]:
+    """The discriminator's outputs on batch["image"] (and, if conditional, its labels).
+    With `train`, the shape `losses.Critic` has."""
+    return _apply(self.discriminator, d_params, d_state, batch["image"], train)
+
+  def discriminator_features(self, d_params: PyTree, d_state: PyTree, images: jax.Array
+                             ) -> list[tuple[str, jax.Array]]:
+    """Every module output inside the discriminator (eval mode), as (path, array) in the
+    order the modules ran, for looking at what it responds to."""
+    _, captured = self.discriminator.apply(
+        {"params": d_params, "batch_stats": d_state}, images, train=False,
+        capture_intermediates=True, mutable=["intermediates"])
+    found = []
+
+    def visit(tree: Mapping[str, Any], path: str) -> None:
+      for name, value in tree.items():
+        if name == "__call__":
+          found.append((path, value[0]))
+        elif isinstance(value, Mapping):
+          visit(value, f"{path}/{name}" if path else name)
+
+    visit(captured["intermediates"], "")
+    return [(path, value) for path, value in found if path]  # the whole network last
+
+
+def _apply(module: nn.Module, params: PyTree, state: PyTree, x: jax.Array, train: bool
+           ) -> tuple[jax.Array, PyTree]:
+  variables = {"params": params, "batch_stats": state}
+  if not train:
+    return module.apply(variables, x, train=False), state
+  out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"])
+  return out, updates["batch_stats"]
+
+
+def _dcgan_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
+  dtype = jnp.dtype(config.model.dtype)
+  impl = check_name("model.impl", config.model.impl, layers.IMPLS)
+  return (dcgan.Generator(resolution=config.data.resolution, nf=config.model.nf, dtype=dtype,
+                          impl=impl),
+          dcgan.Discriminator(nf=config.model.nf, dtype=dtype, impl=impl))
+
+
+# config.model.arch -> builds (generator, discriminator) from the config.
+ARCHITECTURES: dict[str, Callable[[ml_collections.ConfigDict], tuple[nn.Module, nn.Module]]] = {
+    "dcgan": _dcgan_networks,
+}
+# config.loss.name -> the objective.
+LOSSES: dict[str, losses.Loss] = {
+    "non_saturating": non_saturating.LOSS,
+}
+
+
+def check_name(key: str, name: str, known: Iterable[str]) -> str:
+  """`name`, or a one-line error naming the config key and the known names."""
+  if name not in known:
+    raise ValueError(f"{key} {name!r} is unknown; expected one of: {', '.join(known)}")
+  return name
+
+
+def choose(key: str, name: str, registry: Mapping[str, Any]) -> Any:
+  """registry[name], or the one-line error of `check_name`."""
+  return registry[check_name(key, name, registry)]
+
+
+def variant_from_config(config: ml_collections.ConfigDict) -> Variant:
+  build_networks = choose("model.arch", config.model.arch, ARCHITECTURES)
+  loss = choose("loss.name", config.loss.name, LOSSES)
+  generator, discriminator = build_networks(config)
+  return Variant(generator=generator, discriminator=discriminator, loss=loss,
+                 z_dim=config.model.z_dim, resolution=config.data.resolution)
