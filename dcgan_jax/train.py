@@ -50,13 +50,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   """Trains to `train.num_steps` (or `train.num_epochs`), returns the final.json contents."""
   start_time = time.time()
   workdir = Path(workdir)
+  setup = setup_from_config(config)  # checks the variant's names before anything is written
   is_main_process = jax.process_index() == 0
   if is_main_process:
     workdir.mkdir(parents=True, exist_ok=True)
   mesh = parallel.make_mesh()
   parallel.check_global_batch_size(config.train.batch_size, mesh)
 
-  setup = setup_from_config(config)
   source = sources.create_source(config.data, config.seed)
   num_steps = total_steps(config.train, len(source))
   manager = checkpointing.create_manager(workdir / "checkpoints", config.train.keep_checkpoints)

@@ -1,14 +1,43 @@
-"""Fixtures shared across test modules."""
+"""Fixtures shared across test modules, and one compilation cache for the whole run."""
+
+import os
+import shutil
+import tempfile
 
 import pytest
 
-from tests.cli import train
+from tests.runs import train_tiny
+
+_CACHE_DIR = pytest.StashKey[str]()
+
+_CACHE_ENV = {
+    # Tests compile the same tiny programs many times, in this process and in the CLI
+    # processes they start; XLA's persistent cache compiles each once per session.
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: starts several processes or times a benchmark; "
+                                     "deselect with -m 'not slow'")
+  cache_dir = tempfile.mkdtemp(prefix="dcgan_jax_tests_xla_cache_")
+  config.stash[_CACHE_DIR] = cache_dir
+  os.environ.update(_CACHE_ENV, JAX_COMPILATION_CACHE_DIR=cache_dir)
+  import jax  # pylint: disable=g-import-not-at-top  (after the environment is set)
+  jax.config.update("jax_compilation_cache_dir", cache_dir)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+  shutil.rmtree(config.stash.get(_CACHE_DIR, ""), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-  """A run of the tiny synthetic config (8 steps), trained once through the CLI; read it,
-  never write into it."""
+  """A run of the tiny synthetic config (8 steps), trained once; read it, never write
+  into it."""
   workdir = tmp_path_factory.mktemp("tiny_run")
-  train(workdir)
+  train_tiny(workdir)
   return workdir

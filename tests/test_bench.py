@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from tests.cli import run_module
 
 
+@pytest.mark.slow
 def test_bench_prints_consistent_json_line():
   result = run_module("experiments.bench", "--batch_size", 8, "--resolution", 16, "--nf", 8,
                       "--steps", 3, "--rounds", 2, "--warmup", 0, "--compare_torch",

@@ -12,7 +12,9 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 
+from dcgan_jax import train
 from dcgan_jax.data import celeba_prepare, pipeline, shards
+from experiments.configs import celeba64
 from tests.cli import run_module
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_sample"
@@ -232,7 +234,7 @@ def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, d
       real_write_shard(path, records)
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(celeba, "_write_shard", write_then_die)
+  monkeypatch.setattr(celeba_prepare, "_write_shard", write_then_die)
   with pytest.raises(KeyboardInterrupt):
     celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
   assert not (tmp_path / "out" / "metadata.json").exists()
@@ -244,7 +246,7 @@ def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, d
     rewritten.append(path.name)
     return real_write_shard(path, records)
 
-  monkeypatch.setattr(celeba, "_write_shard", write_and_note)
+  monkeypatch.setattr(celeba_prepare, "_write_shard", write_and_note)
   celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
   assert rewritten == calls[1:] + ["train-00002-of-00003.array_record"]  # the first is kept
   assert _shard_bytes(tmp_path / "out") == _shard_bytes(tmp_path / "clean")
@@ -328,23 +330,29 @@ def test_reader_survives_pickling_for_grain_workers(sample, tmp_path):
   np.testing.assert_array_equal(copy[5]["image"], first)
 
 
-def test_loader_covers_every_prepared_image_once_per_epoch(sample, tmp_path):
+def test_loader_covers_every_prepared_image_once_per_epoch_with_its_attributes(sample, tmp_path):
   root, _, _ = sample
-  celeba_prepare.prepare(_only(root, "img_align_celeba"), tmp_path / "out", CONFIG)
+  src = _only(root, "img_align_celeba", "list_attr_celeba.txt")
+  celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
   source = shards.PreparedImages(tmp_path / "out")
   ds = pipeline.train_dataset(source, seed=0, global_batch_size=12, random_flip_images=False)
-  epoch = np.concatenate([ds[i]["image"] for i in range(NUM_IMAGES // 12)])
-  as_bytes = sorted(image.tobytes() for image in epoch)
-  assert as_bytes == sorted(source[i]["image"].tobytes() for i in range(len(source)))
+  batches = [ds[i] for i in range(NUM_IMAGES // 12)]
+  assert all(b["label"].shape == (12, 40) and b["label"].dtype == np.int8 for b in batches)
+  served = sorted((image.tobytes(), label.tobytes()) for b in batches
+                  for image, label in zip(b["image"], b["label"]))
+  _, attribute_rows = _attribute_table(root / "list_attr_celeba.txt")
+  names = sorted(attribute_rows)
+  assert served == sorted((_reference(sample[1][n]).tobytes(), np.int8(attribute_rows[n]).tobytes())
+                          for n in names)
 
 
-def test_training_on_prepared_faces_through_the_cli(sample, tmp_path):
+def test_training_on_prepared_faces_with_their_attributes(sample, tmp_path):
   root, _, _ = sample
-  celeba_prepare.prepare(_only(root, "img_align_celeba"), tmp_path / "data", CONFIG)
-  run_module("experiments.celeba", "--workdir", tmp_path / "run",
-             "--config", "experiments/configs/celeba64.py:tiny",
-             f"--config.data.dir={tmp_path / 'data'}", "--config.train.num_steps=4")
-  final = json.loads((tmp_path / "run" / "final.json").read_text())
+  celeba_prepare.prepare(_only(root, "img_align_celeba", "list_attr_celeba.txt"),
+                         tmp_path / "data", CONFIG)
+  config = celeba64.get_config("tiny")
+  config.data.dir, config.train.num_steps = str(tmp_path / "data"), 4
+  final = train.train_and_evaluate(config, tmp_path / "run")
   assert final["step"] == 4 and np.isfinite(final["metrics"]["d_loss"])
   assert (tmp_path / "run" / "samples" / "step_0000004.png").exists()
 

@@ -4,14 +4,16 @@ import json
 
 import pytest
 
-from tests.cli import run_module, train
+from tests.cli import run_module
+from tests.runs import train_tiny
 
 
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("evaluated")
-  train(workdir, "--config.eval.every_steps=4", "--config.train.write_report=True",
-        env={"DCGAN_JAX_CACHE": str(workdir / "no_cache")})
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("DCGAN_JAX_CACHE", str(workdir / "no_cache"))
+    train_tiny(workdir, {"eval.every_steps": 4, "train.write_report": True})
   return workdir
 
 

@@ -53,7 +53,8 @@ def test_layer_matches_flax_forward_and_gradients(op, flax_layer, shape, impl):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("resolution", [16, 32])
+# 16x16 networks hold every layer kind of the larger ones.
+@pytest.mark.parametrize("resolution", [16])
 def test_whole_networks_agree_across_impls(resolution):
   z = jax.random.normal(jax.random.PRNGKey(0), (4, 16))
   fast_g, ref_g = (dcgan.Generator(resolution, 8, impl=i) for i in layers.IMPLS)

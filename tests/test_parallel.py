@@ -13,6 +13,7 @@ from dcgan_jax import checkpointing
 from dcgan_jax.train_state import abstract_state, setup_from_config
 from experiments.configs import synthetic
 from tests.cli import REPO, SYNTHETIC_TINY, train
+from tests.runs import train_tiny
 
 NUM_STEPS = 6
 
@@ -37,10 +38,11 @@ def _assert_same_model(workdir_a, workdir_b):
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("one_device")
-  train(workdir, f"--config.train.num_steps={NUM_STEPS}")
+  train_tiny(workdir, {"train.num_steps": NUM_STEPS})
   return workdir
 
 
+@pytest.mark.slow
 def test_four_devices_match_one_device(one_device, tmp_path):
   train(tmp_path, f"--config.train.num_steps={NUM_STEPS}", env=_devices_env(4))
   assert '"num_devices": 4' in (tmp_path / "final.json").read_text()
@@ -59,6 +61,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_of_two_devices_match_one_device(one_device, tmp_path):
   port = _free_port()
   processes = [

@@ -5,11 +5,15 @@ import json
 import re
 import shutil
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from dcgan_jax import report
+from dcgan_jax import generate, losses
+from dcgan_jax.data import sources
+from dcgan_jax.models import layers
+from dcgan_jax.report import assemble, figures, neighbours
 from tests.cli import run_module
 
 REPORT_IMAGES = ("losses.png", "metrics.png", "samples.png", "progress.gif", "real_vs_fake.png",
@@ -22,7 +26,7 @@ def workdir(tiny_run, tmp_path_factory):
   shutil.copytree(tiny_run, workdir)
   with open(workdir / "metrics.jsonl", "a", encoding="utf-8") as metrics:
     metrics.write(json.dumps({"step": 8, "eval_fid": 123.4}) + "\n")
-  run_module("experiments.report", "--workdir", workdir, "--num_neighbours", 3)
+  assemble.write_report(workdir, num_neighbours=3)
   return workdir
 
 
@@ -57,27 +61,31 @@ def test_metrics_are_read_as_a_resumed_run_leaves_them(tmp_path):
           {"step": 4, "eval_kid": 0.5, "eval_kid_std": 0.1, "eval_swd": 7.0},
           {"step": 4, "d_loss": 0.8}]  # step 4 again, after resuming from step 2
   path.write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"step": 6, "d_lo')
-  read = report.read_metrics(path)
-  steps, values = report.series(read, "d_loss")
+  read = figures.read_metrics(path)
+  steps, values = figures.series(read, "d_loss")
   assert steps.tolist() == [2, 4] and values.tolist() == [1.0, 0.8]
-  assert report.eval_metric_names(read) == ["kid", "swd"]
+  assert figures.eval_metric_names(read) == ["kid", "swd"]
+  assert figures.training_metric_names(read) == ["d_loss"]
 
 
 def test_nearest_neighbours_are_the_brute_force_nearest():
   rng = np.random.default_rng(0)
   queries = rng.integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
   source = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
-  candidates = report.candidate_indices(len(source), 30, rng)
-  chunks = report.embedded_chunks(source, candidates, report.PIXEL_SPACE, chunk_size=7)
-  indices, distances = report.nearest_neighbours(report.pixel_features(queries), chunks, k=4)
+  images = [{"image": image, "label": np.zeros(0, np.int8)} for image in source]
+  candidates = sources.sample_indices(len(source), 30, rng)
+  chunks = neighbours.embedded_chunks(images, candidates, neighbours.PIXEL_SPACE, chunk_size=7)
+  indices, distances = neighbours.nearest_neighbours(neighbours.pixel_features(queries), chunks,
+                                                     k=4)
 
   brute = np.linalg.norm(queries.reshape(5, 1, -1).astype(float)
                          - source[candidates].reshape(1, 30, -1), axis=-1)
   nearest = np.argsort(brute, axis=1)[:, :4]
   np.testing.assert_array_equal(indices, candidates[nearest])
   np.testing.assert_allclose(distances, np.take_along_axis(brute, nearest, axis=1), rtol=1e-9)
-  images, _ = report.nearest_training_images(source, queries, candidates, 4, report.PIXEL_SPACE)
-  np.testing.assert_array_equal(images, source[candidates[nearest]])
+  found, _ = neighbours.nearest_training_images(images, queries, candidates, 4,
+                                                neighbours.PIXEL_SPACE)
+  np.testing.assert_array_equal(found, source[candidates[nearest]])
 
 
 def test_report_on_a_directory_without_a_run(tmp_path):
@@ -85,3 +93,25 @@ def test_report_on_a_directory_without_a_run(tmp_path):
   assert result.returncode != 0
   assert result.stderr.strip().startswith("error: ") and "\n" not in result.stderr.strip()
   assert not (tmp_path / "report").exists()
+
+
+def test_loss_figure_plots_whatever_the_step_logged():
+  rows = [{"step": s, "d_loss": 1.0 / s, "g_loss": 2.0 / s, "critic_gap": float(s),
+           "img_per_s": 10.0, "elapsed_s": float(s)} for s in (1, 2, 3)]
+  loss = losses.Loss(discriminator=None, generator=None)
+  figure = figures.loss_figure(rows, loss)
+  labels = [sorted(line.get_label() for line in ax.get_lines()) for ax in figure.axes]
+  assert labels == [["d_loss", "g_loss"], ["critic_gap"]]
+
+
+def test_discriminator_features_are_its_first_maps_at_each_resolution(tiny_run):
+  run = generate.load_run(tiny_run)
+  images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), np.uint8)
+  (first_path, first), (second_path, second) = figures.discriminator_activations(run, images)
+  assert first.shape[1:3] == (8, 8) and second.shape[1:3] == (4, 4)
+  # Independently: the first strided convolution of the input, with the reference layer.
+  kernel = run.state.d_params[first_path]["kernel"]
+  x = jax.numpy.asarray(images, jax.numpy.float32) / 127.5 - 1.0
+  np.testing.assert_allclose(first, layers.downsample_2x(x, kernel, "reference"),
+                             rtol=1e-4, atol=1e-5)
+  assert second_path != first_path and second.shape[-1] == 2 * first.shape[-1]

@@ -10,7 +10,7 @@ import pytest
 
 from dcgan_jax import steps, variants
 from dcgan_jax.losses import non_saturating
-from dcgan_jax.train_state import init_state, setup_from_config
+from dcgan_jax.train_state import init_state as eager_init_state, setup_from_config
 from experiments.configs import synthetic
 
 
@@ -26,6 +26,11 @@ def _images(config, seed=0):
   r, b = config.data.resolution, config.train.batch_size
   return {"image": jnp.asarray(rng.integers(0, 256, (b, r, r, 3), np.uint8)),
           "label": jnp.zeros((b, 0), jnp.int8)}
+
+
+def init_state(setup, seed):
+  """`train_state.init_state`, jitted: one compilation instead of one per initialiser."""
+  return jax.jit(functools.partial(eager_init_state, setup, seed))()
 
 
 def _jit_step(setup):

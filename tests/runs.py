@@ -1,0 +1,26 @@
+"""Tiny training runs in the test process, as a library user would start them."""
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import ml_collections
+
+from dcgan_jax import train
+from experiments.configs import synthetic
+
+
+def tiny_config(overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """The tiny synthetic config with `{"train.num_steps": 4, ...}` applied."""
+  config = synthetic.get_config("tiny")
+  for dotted, value in (overrides or {}).items():
+    *sections, key = dotted.split(".")
+    node = config
+    for section in sections:
+      node = node[section]
+    node[key] = value
+  return config
+
+
+def train_tiny(workdir: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """Trains the tiny config in `workdir`; returns final.json's contents."""
+  return train.train_and_evaluate(tiny_config(overrides), workdir)
