@@ -1,24 +1,31 @@
 """Writing files so that a reader, or a later run, never sees half of one."""
 
+import contextlib
 import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-  """Writes to a temporary name beside `path`, syncs it to disk, then renames it over
-  `path`: an interrupted write leaves the old file (or none), never a truncated one."""
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+  """A temporary name beside `path` to write to; when the block ends without an error,
+  the file is synced to disk and renamed over `path`. An interrupted write leaves the old
+  file (or none), never a truncated one."""
   tmp = path.with_name(f".{path.name}.tmp")
-  with open(tmp, "wb") as f:
-    f.write(data)
-    f.flush()
+  yield tmp
+  with open(tmp, "rb+") as f:
     os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+  with atomic_path(path) as tmp:
+    tmp.write_bytes(data)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -60,12 +60,16 @@ def sampler(variant: Variant):
   return jax.jit(functools.partial(steps.generate_images, variant))
 
 
-def generate(variant: Variant, state: TrainState, z_NZ: np.ndarray,
-             batch_size: int = 256) -> np.ndarray:
-  """uint8 (N, R, R, 3) images, generated `batch_size` at a time."""
+def generate(variant: Variant, state: TrainState, z_BZ: np.ndarray,
+             labels_BA: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+  """uint8 (B, R, R, 3) images from latents (and labels, for a conditional variant),
+  generated `batch_size` at a time."""
   sample = sampler(variant)
-  chunks = [np.asarray(sample(state, jnp.asarray(z_NZ[i:i + batch_size])))
-            for i in range(0, len(z_NZ), batch_size)]
+  chunks = []
+  for start in range(0, len(z_BZ), batch_size):
+    part = slice(start, start + batch_size)
+    labels = None if labels_BA is None else jnp.asarray(labels_BA[part])
+    chunks.append(np.asarray(sample(state, jnp.asarray(z_BZ[part]), labels)))
   return np.concatenate(chunks)
 
 

@@ -15,13 +15,13 @@ import numpy as np
 from dcgan_jax import files
 
 
-def image_grid(images_NHWC: np.ndarray, num_cols: int | None = None, pad: int = 2) -> np.ndarray:
+def image_grid(images_BHWC: np.ndarray, num_cols: int | None = None, pad: int = 2) -> np.ndarray:
   """Tiles uint8 images into one (H', W', C) image with `pad` black pixels between."""
-  n, h, w, c = images_NHWC.shape
+  n, h, w, c = images_BHWC.shape
   num_cols = num_cols or math.ceil(math.sqrt(n))
   num_rows = math.ceil(n / num_cols)
   grid = np.zeros((num_rows * (h + pad) + pad, num_cols * (w + pad) + pad, c), np.uint8)
-  for i, image in enumerate(images_NHWC):
+  for i, image in enumerate(images_BHWC):
     row, col = divmod(i, num_cols)
     top, left = pad + row * (h + pad), pad + col * (w + pad)
     grid[top:top + h, left:left + w] = image

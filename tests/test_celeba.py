@@ -26,6 +26,8 @@ CONFIG = celeba_prepare.PrepareConfig(resolution=RESOLUTION, crop=178, num_shard
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
   """The first NUM_IMAGES sample faces in the official layout: zip, folder, listings."""
+  if not (SAMPLE / "img_align_celeba.zip").exists():
+    pytest.skip(f"no CelebA sample at {SAMPLE}")
   root = tmp_path_factory.mktemp("celeba")
   with zipfile.ZipFile(SAMPLE / "img_align_celeba.zip") as archive:
     members = sorted(n for n in archive.namelist() if n.endswith(".jpg"))[:NUM_IMAGES]

@@ -53,3 +53,14 @@ def test_slerp_ends_at_its_endpoints_and_keeps_the_norm_between():
   lerp_mid = np.linalg.norm((z0 + z1) / 2)
   assert norms[3] > lerp_mid * 1.2
   assert np.all(np.abs(norms - np.linalg.norm(z0)) < 0.2 * np.linalg.norm(z0))
+
+
+def test_an_unconditional_generator_ignores_labels_in_any_batching(tiny_run):
+  run = generate.load_run(tiny_run)
+  z = generate.fixed_latents(run.variant, 7, 10)
+  labels = np.random.default_rng(0).choice(np.int8([-1, 1]), (10, 10))
+  for batch_size in (4, 256):
+    without = generate.generate(run.variant, run.state, z, batch_size=batch_size)
+    assert without.shape == (10, 16, 16, 3) and without.dtype == np.uint8
+    np.testing.assert_array_equal(
+        without, generate.generate(run.variant, run.state, z, labels, batch_size=batch_size))

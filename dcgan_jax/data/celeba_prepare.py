@@ -291,16 +291,13 @@ def _plan_shards(split: str, names: list[str], num_shards: int) -> list[_Shard]:
 
 def _write_shard(path: Path, records: Iterable[bytes]) -> int:
   """Writes `records` under a temporary name, then renames; returns how many."""
-  tmp = path.with_name(f".{path.name}.tmp")
-  writer = ArrayRecordWriter(str(tmp), "group_size:1,uncompressed")
-  count = 0
-  for record in records:
-    writer.write(record)
-    count += 1
-  writer.close()
-  with open(tmp, "rb+") as f:
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  with files.atomic_path(path) as tmp:
+    writer = ArrayRecordWriter(str(tmp), "group_size:1,uncompressed")
+    count = 0
+    for record in records:
+      writer.write(record)
+      count += 1
+    writer.close()
   return count
 
 

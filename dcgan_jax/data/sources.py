@@ -47,6 +47,11 @@ def read_batch(source: Source, indices: np.ndarray) -> Example:
   return {key: np.stack([example[key] for example in examples]) for key in ("image", "label")}
 
 
+def read_images(source: Source, indices: np.ndarray) -> np.ndarray:
+  """uint8 (N, H, W, 3): the images alone at `indices`."""
+  return read_batch(source, indices)["image"]
+
+
 def sample_indices(num_images: int, num: int, rng: np.random.Generator) -> np.ndarray:
   """`num` distinct indices below `num_images`, sorted; all of them when `num` is as large."""
   if num >= num_images:

@@ -25,10 +25,6 @@ def _seeded_indices(num_images: int, num: int, seed: int) -> np.ndarray:
   return sources.sample_indices(num_images, num, np.random.default_rng(seed))
 
 
-def _read_images(source: sources.Source, indices: np.ndarray) -> np.ndarray:
-  return sources.read_batch(source, indices)["image"]
-
-
 def cache_dir(config: ml_collections.ConfigDict, workdir: Path) -> Path:
   """Reference statistics live next to prepared data (shared by runs), else in the run."""
   return Path(config.data.dir) if config.data.source == "celeba" else workdir
@@ -57,7 +53,7 @@ def reference_statistics(source: sources.Source, variables: dict, cache_path: Pa
   count = len(source) if num_images <= 0 else min(num_images, len(source))
   order = _seeded_indices(len(source), count, seed)
   features = np.concatenate([
-      inception.inception_features(variables, _read_images(source, order[i:i + _READ_CHUNK]))["pool3"]
+      inception.inception_features(variables, sources.read_images(source, order[i:i + _READ_CHUNK]))["pool3"]
       for i in range(0, count, _READ_CHUNK)])
   mu, sigma = metrics.feature_statistics(features)
   cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +69,7 @@ class Evaluator:
     self.source = sources.create_source(config.data, config.seed)
     indices = _seeded_indices(len(self.source), num_samples, config.seed)
     self.num_samples = len(indices)
-    self.real_images = _read_images(self.source, indices)
+    self.real_images = sources.read_images(self.source, indices)
     self.seed = config.seed
     weights = inception.find_inception_weights(inception_weights or None)
     self.inception_variables = None if weights is None else inception.load_inception_params(weights)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_NHWC = ("NHWC", "HWIO", "NHWC")
+_CHANNELS_LAST = ("NHWC", "HWIO", "NHWC")
 IMPLS = ("fast", "reference")
 
 def conv_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
@@ -65,13 +65,13 @@ def _space_to_depth(x: jax.Array) -> jax.Array:
 
 
 def _conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding) -> jax.Array:
-  return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_NHWC)
+  return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_CHANNELS_LAST)
 
 
 def upsample_2x(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   """PyTorch's ConvTranspose2d(k=4, s=2, p=1) in Flax's kernel layout: (B,H,W,Ci) -> (B,2H,2W,Co)."""
   if impl == "reference":
-    return jax.lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)), dimension_numbers=_NHWC)
+    return jax.lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)), dimension_numbers=_CHANNELS_LAST)
   b, h, w, _ = x.shape
   co = kernel.shape[3]
   windows = _windows_2x2(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))
@@ -95,7 +95,7 @@ def downsample_2x(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
 def project_1x1_to_4x4(z: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   """Transposed conv, 4x4 VALID, on a 1x1 input: (B,1,1,Ci) -> (B,4,4,Co)."""
   if impl == "reference":
-    return jax.lax.conv_transpose(z, kernel, (1, 1), "VALID", dimension_numbers=_NHWC)
+    return jax.lax.conv_transpose(z, kernel, (1, 1), "VALID", dimension_numbers=_CHANNELS_LAST)
   # Flax's (unflipped) transposed kernel puts tap k at output position 3 - k.
   flipped = kernel[::-1, ::-1]
   return jnp.einsum("bc,hwcd->bhwd", z[:, 0, 0, :], flipped)

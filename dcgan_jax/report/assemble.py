@@ -66,7 +66,7 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
                  "were not written.")
 
   real_indices = rng.choice(len(source), min(NUM_REAL_VS_FAKE, len(source)), replace=False)
-  real = neighbours.read_images(source, real_indices)
+  real = sources.read_images(source, real_indices)
   fake = generate.generate(run.variant, run.state,
                            generate.fixed_latents(run.variant, seed, NUM_REAL_VS_FAKE))
   write_figure("real_vs_fake.png", figures.real_vs_fake_figure(real, fake, run.step),

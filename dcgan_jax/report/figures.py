@@ -139,9 +139,9 @@ def eval_metrics_figure(rows: MetricRows) -> Figure:
   return figure
 
 
-def real_vs_fake_figure(real_NHWC: np.ndarray, fake_NHWC: np.ndarray, step: int) -> Figure:
+def real_vs_fake_figure(real_BHWC: np.ndarray, fake_BHWC: np.ndarray, step: int) -> Figure:
   figure = Figure(figsize=(12, 6.3), layout="constrained")
-  for ax, images, title in zip(figure.subplots(1, 2), (real_NHWC, fake_NHWC),
+  for ax, images, title in zip(figure.subplots(1, 2), (real_BHWC, fake_BHWC),
                                ("Training images", f"Generated at step {step}")):
     ax.imshow(summaries.image_grid(images, pad=GRID_PAD), interpolation="nearest")
     ax.set_title(title)
@@ -180,8 +180,10 @@ def progress_gif(grid_paths: list[Path], frame_ms: int = 500, last_frame_ms: int
 
   The step labels keep consecutive frames distinct, so GIF encoding never merges two.
   """
-  frames = [labelled_frame(Image.open(path).convert("RGB"), f"step {grid_step(path)}")
-            for path in grid_paths]
+  frames = []
+  for path in grid_paths:
+    with Image.open(path) as grid:
+      frames.append(labelled_frame(grid.convert("RGB"), f"step {grid_step(path)}"))
   buffer = io.BytesIO()
   frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], loop=0,
                  duration=[frame_ms] * (len(frames) - 1) + [last_frame_ms])
@@ -208,27 +210,27 @@ def discriminator_activations(run: generate.TrainedRun, images_BHWC: np.ndarray
   return list(chosen.values())
 
 
-def normalise_per_channel(maps_NHWC: np.ndarray) -> np.ndarray:
+def normalise_per_channel(maps_BHWC: np.ndarray) -> np.ndarray:
   """Each channel scaled to [0, 1] over all images at once, so real and fake compare."""
-  low = maps_NHWC.min(axis=(0, 1, 2))
-  high = maps_NHWC.max(axis=(0, 1, 2))
-  return (maps_NHWC - low) / np.maximum(high - low, 1e-12)
+  low = maps_BHWC.min(axis=(0, 1, 2))
+  high = maps_BHWC.max(axis=(0, 1, 2))
+  return (maps_BHWC - low) / np.maximum(high - low, 1e-12)
 
 
-def feature_tiles(maps_NHWC: np.ndarray, num_channels: int, size: int) -> np.ndarray:
+def feature_tiles(maps_BHWC: np.ndarray, num_channels: int, size: int) -> np.ndarray:
   """uint8 (N, num_channels, size, size, 3): the first channels, coloured, upsampled."""
-  maps = normalise_per_channel(maps_NHWC[..., :num_channels])
+  maps = normalise_per_channel(maps_BHWC[..., :num_channels])
   factor = size // maps.shape[1]
   maps = maps.repeat(factor, axis=1).repeat(factor, axis=2)
   return colormaps["viridis"](maps.transpose(0, 3, 1, 2), bytes=True)[..., :3]
 
 
-def discriminator_features_figure(images_NHWC: np.ndarray,
+def discriminator_features_figure(images_BHWC: np.ndarray,
                                   activations: list[tuple[str, np.ndarray]],
                                   row_labels: list[str]) -> Figure:
   """Each row one image, then the first channels of each captured layer, one tile each."""
-  n, size = images_NHWC.shape[:2]
-  groups = [images_NHWC[:, None]] + [
+  n, size = images_BHWC.shape[:2]
+  groups = [images_BHWC[:, None]] + [
       feature_tiles(maps, NUM_FEATURE_CHANNELS, size) for _, maps in activations]
   tiles = np.concatenate(groups, axis=1)
   num_cols = tiles.shape[1]

@@ -18,8 +18,8 @@ class FeatureSpace:
   embed: Callable[[np.ndarray], np.ndarray]
 
 
-def pixel_features(images_NHWC: np.ndarray) -> np.ndarray:
-  return images_NHWC.reshape(len(images_NHWC), -1).astype(np.float32)
+def pixel_features(images_BHWC: np.ndarray) -> np.ndarray:
+  return images_BHWC.reshape(len(images_BHWC), -1).astype(np.float32)
 
 
 PIXEL_SPACE = FeatureSpace("pixel space (L2 over 0-255 values)", pixel_features)
@@ -60,16 +60,11 @@ def nearest_neighbours(queries_QD: np.ndarray,
   return best_idx_QK, np.sqrt(np.maximum(best_sq_QK, 0.0))
 
 
-def read_images(source: sources.Source, indices: np.ndarray) -> np.ndarray:
-  """uint8 (N, H, W, 3) images at `indices`."""
-  return sources.read_batch(source, indices)["image"]
-
-
 def embedded_chunks(source: sources.Source, indices: np.ndarray, space: FeatureSpace,
                     chunk_size: int = 512) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   for start in range(0, len(indices), chunk_size):
     chunk = indices[start:start + chunk_size]
-    yield chunk, space.embed(read_images(source, chunk))
+    yield chunk, space.embed(sources.read_images(source, chunk))
 
 
 def nearest_training_images(source: sources.Source, queries_QHWC: np.ndarray,
@@ -78,20 +73,20 @@ def nearest_training_images(source: sources.Source, queries_QHWC: np.ndarray,
   """uint8 (Q, k, H, W, 3) nearest images among the `candidates` indices, and their distances."""
   indices, distances = nearest_neighbours(space.embed(queries_QHWC),
                                           embedded_chunks(source, candidates, space), k)
-  images = read_images(source, indices.ravel())
+  images = sources.read_images(source, indices.ravel())
   return images.reshape(*indices.shape, *images.shape[1:]), distances
 
 
-def nearest_neighbours_figure(queries_NHWC: np.ndarray, neighbours_NKHWC: np.ndarray,
+def nearest_neighbours_figure(queries_BHWC: np.ndarray, neighbours_BKHWC: np.ndarray,
                               distances_NK: np.ndarray, title: str) -> Figure:
   num_rows, k = distances_NK.shape
   figure = Figure(figsize=(1.1 * (k + 1), 1.25 * num_rows + 0.6), layout="constrained")
   axes = figure.subplots(num_rows, k + 1, squeeze=False)
   for row in range(num_rows):
-    axes[row, 0].imshow(queries_NHWC[row], interpolation="nearest")
+    axes[row, 0].imshow(queries_BHWC[row], interpolation="nearest")
     for col in range(k):
       ax = axes[row, col + 1]
-      ax.imshow(neighbours_NKHWC[row, col], interpolation="nearest")
+      ax.imshow(neighbours_BKHWC[row, col], interpolation="nearest")
       ax.set_xlabel(f"{distances_NK[row, col]:,.0f}", fontsize=8, labelpad=1)
   for ax in axes.ravel():
     ax.set_xticks([])

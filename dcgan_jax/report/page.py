@@ -21,7 +21,8 @@ def config_summary(config: ml_collections.ConfigDict) -> dict[str, object]:
 
 
 def display_width(image_path: Path) -> int:
-  width = Image.open(image_path).width
+  with Image.open(image_path) as image:
+    width = image.width
   return width * max(1, DISPLAY_WIDTH // width)
 
 
