@@ -71,7 +71,8 @@ class Variant:
           visit(value, f"{path}/{name}" if path else name)
 
     visit(captured["intermediates"], "")
-    return [(path, value) for path, value in found if path]  # the whole network last
+    # The entry without a path is the network's own output, not one of its features.
+    return [(path, value) for path, value in found if path]
 
 
 def _apply(module: nn.Module, params: PyTree, state: PyTree, x: jax.Array, train: bool
