@@ -20,7 +20,10 @@ RESUMABLE_KEYS = frozenset({
 # a config.json without them means these.
 ADDED_KEYS = {
     "model.arch": "dcgan",
+    "model.d_norm": "batch",
     "loss.name": "non_saturating",
+    "loss.penalty": "none",
+    "loss.penalty_weight": 10.0,
 }
 
 

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from dcgan_jax import losses
-from dcgan_jax.losses import Batch, PyTree, non_saturating
+from dcgan_jax.losses import (Batch, PyTree, hinge, least_squares, minimax, non_saturating,
+                              penalties, wasserstein)
 from dcgan_jax.models import dcgan, layers
 
 
@@ -36,11 +37,12 @@ class Variant:
     return jax.random.normal(key, (num, self.z_dim))
 
   def init_variables(self, g_key: jax.Array, d_key: jax.Array) -> tuple[PyTree, PyTree]:
-    """Fresh variables {'params', 'batch_stats'} of the generator and the discriminator."""
+    """Fresh variables {'params', 'batch_stats'} of the generator and the discriminator;
+    'batch_stats' (the mutable state) is empty for a network without any."""
     z = jnp.zeros((1, self.z_dim), jnp.float32)
     x = jnp.zeros((1, self.resolution, self.resolution, 3), jnp.float32)
-    return (self.generator.init(g_key, z, train=False),
-            self.discriminator.init(d_key, x, train=False))
+    return ({"batch_stats": {}, **self.generator.init(g_key, z, train=False)},
+            {"batch_stats": {}, **self.discriminator.init(d_key, x, train=False)})
 
   def generate(self, g_params: PyTree, g_state: PyTree, z: jax.Array, labels: jax.Array, *,
                train: bool = True) -> tuple[jax.Array, PyTree]:
@@ -81,15 +83,16 @@ def _apply(module: nn.Module, params: PyTree, state: PyTree, x: jax.Array, train
   if not train:
     return module.apply(variables, x, train=False), state
   out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"])
-  return out, updates["batch_stats"]
+  return out, updates.get("batch_stats", state)
 
 
 def _dcgan_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
   dtype = jnp.dtype(config.model.dtype)
   impl = check_name("model.impl", config.model.impl, layers.IMPLS)
+  d_norm = check_name("model.d_norm", config.model.d_norm, dcgan.D_NORMS)
   return (dcgan.Generator(resolution=config.data.resolution, nf=config.model.nf, dtype=dtype,
                           impl=impl),
-          dcgan.Discriminator(nf=config.model.nf, dtype=dtype, impl=impl))
+          dcgan.Discriminator(nf=config.model.nf, dtype=dtype, impl=impl, norm=d_norm))
 
 
 # config.model.arch -> builds (generator, discriminator) from the config.
@@ -99,6 +102,10 @@ ARCHITECTURES: dict[str, Callable[[ml_collections.ConfigDict], tuple[nn.Module, 
 # config.loss.name -> the objective.
 LOSSES: dict[str, losses.Loss] = {
     "non_saturating": non_saturating.LOSS,
+    "minimax": minimax.LOSS,
+    "least_squares": least_squares.LOSS,
+    "hinge": hinge.LOSS,
+    "wasserstein": wasserstein.LOSS,
 }
 
 
@@ -114,9 +121,21 @@ def choose(key: str, name: str, registry: Mapping[str, Any]) -> Any:
   return registry[check_name(key, name, registry)]
 
 
+def _check_combination(config: ml_collections.ConfigDict) -> None:
+  """Combinations that cannot work, as one line naming the keys."""
+  if config.loss.penalty != "none" and config.model.d_norm == "batch":
+    raise ValueError(f"loss.penalty={config.loss.penalty} needs per-sample input gradients, "
+                     f"which model.d_norm=batch mixes across the batch; use model.d_norm="
+                     f"layer, spectral or none")
+
+
 def variant_from_config(config: ml_collections.ConfigDict) -> Variant:
   build_networks = choose("model.arch", config.model.arch, ARCHITECTURES)
   loss = choose("loss.name", config.loss.name, LOSSES)
+  penalty = choose("loss.penalty", config.loss.penalty, penalties.PENALTIES)
   generator, discriminator = build_networks(config)
+  _check_combination(config)
+  if penalty is not None:
+    loss = penalties.with_penalty(loss, penalty, config.loss.penalty_weight)
   return Variant(generator=generator, discriminator=discriminator, loss=loss,
                  z_dim=config.model.z_dim, resolution=config.data.resolution)

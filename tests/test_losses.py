@@ -3,7 +3,9 @@ the shape the train step calls them."""
 
 import jax
 import numpy as np
+import pytest
 
+from dcgan_jax import variants
 from dcgan_jax.losses import non_saturating
 
 
@@ -66,3 +68,39 @@ def test_seam_losses_judge_each_batch_and_thread_the_state_through():
   np.testing.assert_allclose(float(g_metrics["d_fake_after"]), _sigmoid_mean(fake["image"]),
                              rtol=1e-5)
   assert set(d_metrics) | set(g_metrics) == set(non_saturating.LOSS.output_metrics)
+
+
+# Each loss as written in its paper, on D's raw outputs, in float64 numpy.
+CLOSED_FORMS = {
+    "non_saturating": (lambda r, f: _bce(r, 1.0) + _bce(f, 0.0), lambda f: _bce(f, 1.0)),
+    "minimax": (lambda r, f: _bce(r, 1.0) + _bce(f, 0.0),
+                lambda f: np.mean(np.log(1.0 - 1.0 / (1.0 + np.exp(-f))))),
+    "least_squares": (lambda r, f: 0.5 * np.mean((r - 1) ** 2) + 0.5 * np.mean(f ** 2),
+                      lambda f: 0.5 * np.mean((f - 1) ** 2)),
+    "hinge": (lambda r, f: np.mean(np.maximum(0, 1 - r)) + np.mean(np.maximum(0, 1 + f)),
+              lambda f: -np.mean(f)),
+    "wasserstein": (lambda r, f: np.mean(f) - np.mean(r), lambda f: -np.mean(f)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLOSED_FORMS))
+def test_every_registered_loss_is_its_closed_form(name):
+  loss = variants.LOSSES[name]
+  d_form, g_form = CLOSED_FORMS[name]
+  rng = np.random.default_rng(3)
+  real = {"image": rng.normal(size=64) * 2, "label": np.zeros((64, 0), np.int8)}
+  fake = {"image": rng.normal(size=64) * 2, "label": np.zeros((64, 0), np.int8)}
+
+  def critic(params, state, batch):  # D's outputs are the batch's "image" entry
+    return batch["image"], state
+
+  key = jax.random.PRNGKey(0)
+  d_loss, (_, d_metrics) = loss.discriminator(critic, None, (), real, fake, key)
+  g_loss, (_, g_metrics) = loss.generator(critic, None, (), real, fake, key)
+  np.testing.assert_allclose(float(d_loss), d_form(real["image"], fake["image"]), rtol=1e-5)
+  np.testing.assert_allclose(float(g_loss), g_form(fake["image"]), rtol=1e-5)
+  assert set(d_metrics) | set(g_metrics) == set(loss.output_metrics)
+
+
+def test_registry_holds_exactly_the_documented_losses():
+  assert sorted(variants.LOSSES) == sorted(CLOSED_FORMS)

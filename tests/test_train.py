@@ -5,6 +5,7 @@ import json
 import numpy as np
 from PIL import Image
 
+from dcgan_jax import run_dir
 from tests.runs import train_tiny
 
 
@@ -73,12 +74,14 @@ def test_a_different_seed_gives_a_different_fingerprint(tiny_run, tmp_path):
 
 
 def test_a_run_directory_of_the_first_release_resumes(tiny_run, tmp_path):
-  """A config.json written before model.arch and loss.name existed means the DCGAN with
-  its loss: such a run resumes, and ends where an uninterrupted run ends."""
+  """A config.json written before the variant keys existed means the DCGAN with its
+  loss: such a run resumes, and ends where an uninterrupted run ends."""
   train_tiny(tmp_path, {"train.num_steps": 4})
   config_path = tmp_path / "config.json"
   old_config = json.loads(config_path.read_text())
-  del old_config["model"]["arch"], old_config["loss"]
+  for dotted in run_dir.ADDED_KEYS:
+    section, key = dotted.split(".")
+    del old_config[section][key]
   config_path.write_text(json.dumps(old_config))
   train_tiny(tmp_path)
   assert _final(tmp_path)["state_fingerprint"] == _final(tiny_run)["state_fingerprint"]

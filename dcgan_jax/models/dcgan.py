@@ -69,25 +69,48 @@ class Generator(nn.Module):
     return jnp.tanh(x.astype(jnp.float32))
 
 
+# How the discriminator is normalised (`model.d_norm`).
+D_NORMS = ("batch", "spectral", "layer", "none")
+
+
 class Discriminator(nn.Module):
-  """images (B, R, R, 3) in [-1, 1] -> logits (B,), float32."""
+  """images (B, R, R, 3) in [-1, 1] -> logits (B,), float32.
+
+  `norm` (`model.d_norm`): "batch", BatchNorm after every convolution but the first and
+  the last (the paper's); "layer", LayerNorm over each sample's (H, W, C) in the same
+  places (the WGAN-GP critic's, which must treat samples independently); "spectral",
+  every convolution's kernel divided by its largest singular value, estimated by one
+  power iteration per call whose vector is kept in the `batch_stats` collection (Miyato
+  et al. 2018), and no other normalisation; "none".
+  """
 
   nf: int = 64
   dtype: Any = jnp.float32
   impl: str = "fast"
+  norm: str = "batch"
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, train: bool) -> jax.Array:
     n = num_blocks(x_BHWC.shape[1])
 
-    def conv(features: int, op, index: int) -> layers.Conv4x4:
-      return layers.Conv4x4(features, op, self.impl, self.dtype, name=f"Conv_{index}")
+    def conv(features: int, op, index: int, x: jax.Array) -> jax.Array:
+      layer = layers.Conv4x4(features, op, self.impl, self.dtype, name=f"Conv_{index}")
+      if self.norm == "spectral":
+        return nn.SpectralNorm(layer, dtype=self.dtype)(x, update_stats=train)
+      return layer(x)
+
+    def normalise(x: jax.Array) -> jax.Array:
+      if self.norm == "batch":
+        return _batch_norm(train, self.dtype)(x)
+      if self.norm == "layer":
+        return nn.LayerNorm(reduction_axes=(-3, -2, -1), dtype=self.dtype)(x)
+      return x
 
     x = x_BHWC
     for i in range(n):
-      x = conv(self.nf * 2**i, layers.downsample_2x, i)(x)
+      x = conv(self.nf * 2**i, layers.downsample_2x, i, x)
       if i > 0:
-        x = _batch_norm(train, self.dtype)(x)
+        x = normalise(x)
       x = nn.leaky_relu(x, 0.2)
-    x = conv(1, layers.reduce_4x4_to_1x1, n)(x)
+    x = conv(1, layers.reduce_4x4_to_1x1, n, x)
     return x.reshape(x.shape[0]).astype(jnp.float32)

@@ -22,6 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.arch = "dcgan"  # generator and discriminator networks (dcgan_jax.variants)
+  config.model.d_norm = "batch"  # discriminator normalisation: batch, spectral, layer, none
   config.model.nf = 64
   config.model.z_dim = 100
   config.model.dtype = "float32"  # compute dtype; params and optimiser stay float32
@@ -29,6 +30,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.loss = ml_collections.ConfigDict()
   config.loss.name = "non_saturating"  # the GAN objective (dcgan_jax.variants)
+  config.loss.penalty = "none"  # gradient penalty on D: none, gp (WGAN-GP) or r1
+  config.loss.penalty_weight = 10.0
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128  # global batch, split over all devices

@@ -1,0 +1,25 @@
+"""Wasserstein GAN loss (Arjovsky et al. 2017): the critic maximises
+mean D(x) - mean D(G(z)), an estimate of the Wasserstein-1 distance when D is
+1-Lipschitz (enforced by a gradient penalty, `loss.penalty=gp`, as in Gulrajani et al.
+2017); G maximises mean D(G(z))."""
+
+import jax
+import jax.numpy as jnp
+
+from dcgan_jax import losses
+
+
+def critic_difference(real_out: jax.Array, fake_out: jax.Array) -> jax.Array:
+  return jnp.mean(fake_out) - jnp.mean(real_out)
+
+
+def generator_critic(fake_out: jax.Array) -> jax.Array:
+  return -jnp.mean(fake_out)
+
+
+LOSS = losses.Loss(
+    discriminator=losses.discriminator_loss_of_outputs(critic_difference, losses.output_means),
+    generator=losses.generator_loss_of_outputs(generator_critic, losses.output_mean_after_update),
+    output_metrics=losses.OUTPUT_MEAN_METRICS,
+    output_axis_label="mean critic output",
+)
