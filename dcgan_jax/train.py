@@ -16,7 +16,7 @@ import ml_collections
 from dcgan_jax import checkpointing, files, generate, parallel, run_dir, steps, summaries
 from dcgan_jax.data import pipeline, sources
 from dcgan_jax.eval import evaluator as evaluation
-from dcgan_jax.train_state import (GanSetup, TrainState, abstract_state, init_state,
+from dcgan_jax.train_state import (GanSetup, TrainState, abstract_state, init_state_on,
                                    setup_from_config, state_fingerprint)
 
 
@@ -31,10 +31,8 @@ def total_steps(train_config: ml_collections.ConfigDict, num_images: int) -> int
 def create_or_restore_state(setup: GanSetup, seed: int, mesh: jax.sharding.Mesh,
                             manager, data_iterator) -> TrainState:
   """Initialises replicated on the mesh, or restores the latest checkpoint into it."""
-  init = jax.jit(functools.partial(init_state, setup, seed),
-                 out_shardings=parallel.replicated(mesh))
   if manager.latest_step() is None:
-    return init()
+    return init_state_on(setup, seed, parallel.replicated(mesh))
   return checkpointing.restore(manager, abstract_state(setup, parallel.replicated(mesh)),
                                data_iterator)
 

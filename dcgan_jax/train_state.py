@@ -71,6 +71,11 @@ def init_state(setup: GanSetup, seed: int) -> TrainState:
   )
 
 
+def init_state_on(setup: GanSetup, seed: int, sharding: jax.sharding.Sharding) -> TrainState:
+  """`init_state` compiled once and laid out with `sharding` (e.g. replicated on a mesh)."""
+  return jax.jit(functools.partial(init_state, setup, seed), out_shardings=sharding)()
+
+
 def abstract_state(setup: GanSetup, sharding: jax.sharding.Sharding) -> TrainState:
   """Shapes, dtypes and `sharding` of the state, for restoring a checkpoint into."""
   shapes = jax.eval_shape(functools.partial(init_state, setup, 0))

@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from dcgan_jax import parallel, steps
-from dcgan_jax.train_state import init_state, setup_from_config
+from dcgan_jax.train_state import init_state_on, setup_from_config
 from experiments.configs import synthetic
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
@@ -56,8 +56,7 @@ def jax_runner(config: ml_collections.ConfigDict) -> tuple[StepRunner, dict]:
   mesh = parallel.make_mesh()
   parallel.check_global_batch_size(config.train.batch_size, mesh)
   batch_sharding = parallel.batch_sharded(mesh)
-  state = jax.jit(functools.partial(init_state, setup, config.seed),
-                  out_shardings=parallel.replicated(mesh))()
+  state = init_state_on(setup, config.seed, parallel.replicated(mesh))
   train_step = parallel.jit_train_step(functools.partial(steps.train_step, setup), mesh)
   shape = (config.train.batch_size, config.data.resolution, config.data.resolution, 3)
   batch = parallel.global_batch({

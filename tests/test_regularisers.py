@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dcgan_jax import steps, variants
+from dcgan_jax import parallel, steps, variants
 from dcgan_jax.losses import penalties
 from dcgan_jax.models import dcgan
-from dcgan_jax.train_state import init_state, setup_from_config
+from dcgan_jax.train_state import init_state_on, setup_from_config
 from tests.runs import tiny_config
 
 NUM_SAMPLES, DIM, HIDDEN = 6, 5, 7
@@ -123,7 +123,7 @@ def test_a_penalty_with_batch_norm_is_refused_naming_both_keys():
 def test_step_trains_each_family_member(overrides, d_keys):
   config = tiny_config(overrides)
   setup = setup_from_config(config)
-  state = jax.jit(functools.partial(init_state, setup, config.seed))()
+  state = init_state_on(setup, config.seed, parallel.replicated(parallel.make_mesh()))
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.integers(0, 256, (16, 16, 16, 3), np.uint8)),
            "label": jnp.zeros((16, 0), jnp.int8)}

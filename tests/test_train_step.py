@@ -8,9 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from dcgan_jax import steps, variants
+from dcgan_jax import parallel, steps, variants
 from dcgan_jax.losses import non_saturating
-from dcgan_jax.train_state import init_state as eager_init_state, setup_from_config
+from dcgan_jax.train_state import init_state_on, setup_from_config
 from experiments.configs import synthetic
 
 
@@ -29,8 +29,8 @@ def _images(config, seed=0):
 
 
 def init_state(setup, seed):
-  """`train_state.init_state`, jitted: one compilation instead of one per initialiser."""
-  return jax.jit(functools.partial(eager_init_state, setup, seed))()
+  """The state as training creates it (so its compilation is shared with training's)."""
+  return init_state_on(setup, seed, parallel.replicated(parallel.make_mesh()))
 
 
 def _jit_step(setup):
