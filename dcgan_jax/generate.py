@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dcgan_jax import checkpointing, run_dir, steps
+from dcgan_jax import checkpointing, files, run_dir, steps, summaries
 from dcgan_jax.train_state import GanSetup, TrainState, abstract_state, setup_from_config
 from dcgan_jax.variants import Variant
 
@@ -89,3 +89,17 @@ def interpolation_latents(variant: Variant, seed: int, num_rows: int, num_cols: 
   ends = fixed_latents(variant, seed, 2 * num_rows)
   t = np.linspace(0.0, 1.0, num_cols)
   return np.concatenate([slerp(ends[2 * r], ends[2 * r + 1], t) for r in range(num_rows)])
+
+
+def interpolation_grid(run: TrainedRun, seed: int, num_rows: int, num_cols: int) -> np.ndarray:
+  """A uint8 grid image: one slerp path per row."""
+  z = interpolation_latents(run.variant, seed, num_rows, num_cols)
+  return summaries.image_grid(generate(run.variant, run.state, z), num_cols=num_cols)
+
+
+def write_samples(run: TrainedRun, out_dir: Path, num: int, seed: int) -> None:
+  """`num` samples as out_dir/000000.png, 000001.png, ..."""
+  images = generate(run.variant, run.state, fixed_latents(run.variant, seed, num))
+  out_dir.mkdir(parents=True, exist_ok=True)
+  for i, image in enumerate(images):
+    files.write_png(out_dir / f"{i:06d}.png", image)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from dcgan_jax import files, generate, summaries
+from dcgan_jax import files, generate
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Where to write the PNG files.", required=True)
@@ -33,19 +33,13 @@ def main(argv: list[str]) -> None:
   except (ValueError, FileNotFoundError) as error:
     sys.exit(f"error: {error}")
   out_dir = Path(_OUT_DIR.value)
-  out_dir.mkdir(parents=True, exist_ok=True)
   if _INTERPOLATE.value:
-    z = generate.interpolation_latents(run.variant, _SEED.value, _ROWS.value, _COLS.value)
-    grid = summaries.image_grid(generate.generate(run.variant, run.state, z),
-                                num_cols=_COLS.value)
+    grid = generate.interpolation_grid(run, _SEED.value, _ROWS.value, _COLS.value)
     files.write_png(out_dir / "interpolation.png", grid)
     print(f"wrote {out_dir / 'interpolation.png'} (step {run.step})")
     return
-  images = generate.generate(run.variant, run.state,
-                             generate.fixed_latents(run.variant, _SEED.value, _NUM.value))
-  for i, image in enumerate(images):
-    files.write_png(out_dir / f"{i:06d}.png", image)
-  print(f"wrote {len(images)} images to {out_dir} (step {run.step})")
+  generate.write_samples(run, out_dir, _NUM.value, _SEED.value)
+  print(f"wrote {_NUM.value} images to {out_dir} (step {run.step})")
 
 
 if __name__ == "__main__":

@@ -9,15 +9,17 @@ from dcgan_jax import generate
 from tests.cli import run_module
 
 
-def test_sample_cli_writes_numbered_pngs_deterministically(tiny_run, tmp_path):
-  run_module("experiments.sample", "--workdir", tiny_run, "--num", 5, "--out_dir", tmp_path / "a")
-  run_module("experiments.sample", "--workdir", tiny_run, "--num", 5, "--out_dir", tmp_path / "b",
-             "--step", 4)
+def test_samples_are_numbered_pngs_that_depend_on_the_checkpoint_and_seed(tiny_run, tmp_path):
+  latest, step4 = generate.load_run(tiny_run), generate.load_run(tiny_run, step=4)
+  assert (latest.step, step4.step) == (8, 4)
+  generate.write_samples(latest, tmp_path / "a", 5, seed=0)
+  generate.write_samples(step4, tmp_path / "b", 5, seed=0)
+  generate.write_samples(latest, tmp_path / "c", 5, seed=0)
   names = sorted(p.name for p in (tmp_path / "a").iterdir())
   assert names == [f"{i:06d}.png" for i in range(5)]
-  a = [np.asarray(Image.open(tmp_path / "a" / n)) for n in names]
-  b = [np.asarray(Image.open(tmp_path / "b" / n)) for n in names]
+  a, b, c = ([np.asarray(Image.open(tmp_path / d / n)) for n in names] for d in "abc")
   assert a[0].shape == (16, 16, 3)
+  assert all(np.array_equal(x, y) for x, y in zip(a, c))  # same run, step and seed
   assert any(not np.array_equal(x, y) for x, y in zip(a, b))  # step 8 differs from step 4
   assert not np.array_equal(a[0], a[1])
 

@@ -34,13 +34,14 @@ CASES = [
 @pytest.mark.parametrize("op, flax_layer, shape", CASES)
 @pytest.mark.parametrize("impl", layers.IMPLS)
 def test_layer_matches_flax_forward_and_gradients(op, flax_layer, shape, impl):
-  key_x, key_k, key_w = jax.random.split(jax.random.PRNGKey(sum(shape)), 3)
-  x = jax.random.normal(key_x, shape)
-  kernel = jax.random.normal(key_k, (4, 4, shape[-1], 5))
+  # numpy draws: an eager jax.random call would compile a sampler per shape.
+  rng = np.random.default_rng(sum(shape))
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(4, 4, shape[-1], 5)), jnp.float32)
   plain = flax_layer(5)
   y_ref = plain.apply({"params": {"kernel": kernel}}, x)
   # A random linear read-out makes every output element matter to the gradient.
-  weights = jax.random.normal(key_w, y_ref.shape)
+  weights = jnp.asarray(rng.normal(size=y_ref.shape), jnp.float32)
 
   def loss_ref(x, kernel):
     return jnp.sum(plain.apply({"params": {"kernel": kernel}}, x) * weights)
@@ -66,7 +67,7 @@ def _shapes(module, x):
 # 16x16 networks hold every layer kind of the larger ones.
 @pytest.mark.parametrize("resolution", [16])
 def test_whole_networks_agree_across_impls(resolution):
-  z = jax.random.normal(jax.random.PRNGKey(0), (4, 16))
+  z = jnp.asarray(np.random.default_rng(0).normal(size=(4, 16)), jnp.float32)
   fast_g, ref_g = (dcgan.Generator(resolution, 8, impl=i) for i in layers.IMPLS)
   g_vars = _init(fast_g, z)
   # The same parameter tree either way, so checkpoints do not depend on `impl`.

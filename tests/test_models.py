@@ -10,41 +10,55 @@ import pytest
 from dcgan_jax.models import dcgan
 
 
+def _build(g, d, z):
+  """G's variables and a train-mode batch from z, then D's variables and logits on it."""
+  g_vars = g.init(jax.random.PRNGKey(1), z, train=False)
+  x, _ = g.apply(g_vars, z, train=True, mutable=["batch_stats"])
+  d_vars = d.init(jax.random.PRNGKey(2), x, train=False)
+  logits, _ = d.apply(d_vars, x, train=True, mutable=["batch_stats"])
+  return g_vars, d_vars, x, logits
+
+
 @functools.lru_cache(maxsize=None)
 def _init(resolution, nf=8, batch=6, z_dim=20):
-  """Networks, latents, variables, a generated batch and D's logits on it, computed in
-  one compiled program per size; cached, so never modify them."""
+  """Networks, latents and `_build`'s results, compiled once per size; cached, so never
+  modify them."""
   g, d = dcgan.Generator(resolution, nf), dcgan.Discriminator(nf)
-  z = jax.random.normal(jax.random.PRNGKey(0), (batch, z_dim))
-
-  @jax.jit
-  def build(z):
-    g_vars = g.init(jax.random.PRNGKey(1), z, train=False)
-    x, _ = g.apply(g_vars, z, train=True, mutable=["batch_stats"])
-    d_vars = d.init(jax.random.PRNGKey(2), x, train=False)
-    logits, _ = d.apply(d_vars, x, train=True, mutable=["batch_stats"])
-    return g_vars, d_vars, x, logits
-
-  return (g, d, z, *build(z))
+  z = jnp.asarray(np.random.default_rng(0).normal(size=(batch, z_dim)), jnp.float32)
+  return (g, d, z, *jax.jit(functools.partial(_build, g, d))(z))
 
 
 @pytest.mark.parametrize("resolution", [16, 32, 64])
-def test_shapes_and_output_ranges(resolution):
-  _, _, _, _, _, x, logits = _init(resolution, nf=16 if resolution == 64 else 8)
+def test_shapes_and_dtypes(resolution):
+  # Traced, not compiled: shapes need no values.
+  g, d = dcgan.Generator(resolution, 8), dcgan.Discriminator(8)
+  g_vars, d_vars, x, logits = jax.eval_shape(functools.partial(_build, g, d),
+                                             jax.ShapeDtypeStruct((6, 20), jnp.float32))
   assert x.shape == (6, resolution, resolution, 3) and x.dtype == jnp.float32
-  assert float(jnp.max(jnp.abs(x))) <= 1.0
   assert logits.shape == (6,) and logits.dtype == jnp.float32
+  # One 4x4 (transposed) convolution per resolution step, and one more at each end.
+  assert len(g_vars["params"]) - len(g_vars["batch_stats"]) == dcgan.num_blocks(resolution) + 1
+  assert len([k for k in d_vars["params"] if k.startswith("Conv")]) == \
+      dcgan.num_blocks(resolution) + 1
+
+
+@pytest.mark.parametrize("resolution", [16, 32])
+def test_outputs_are_images_in_range_and_finite_logits(resolution):
+  _, _, _, _, _, x, logits = _init(resolution)
+  assert float(jnp.max(jnp.abs(x))) <= 1.0 and float(jnp.std(x)) > 0
+  assert bool(jnp.all(jnp.isfinite(logits)))
 
 
 def test_initialisation_follows_the_paper():
-  # The 64x64 networks at nf=16: ~0.7M conv weights and ~460 BatchNorm scales, enough to
-  # pin the mean and spread well inside the tolerances.
-  _, _, _, g_vars, d_vars, _, _ = _init(64, nf=16)
+  # The 32x32 networks at nf=8: ~22k conv weights and ~100 BatchNorm scales, enough to
+  # pin the mean and spread inside the tolerances.
+  _, _, _, g_vars, d_vars, _, _ = _init(32)
   params = {**{f"g/{k}": v for k, v in g_vars["params"].items()},
             **{f"d/{k}": v for k, v in d_vars["params"].items()}}
   kernels = np.concatenate([np.ravel(v["kernel"]) for k, v in params.items() if "Conv" in k])
   scales = np.concatenate([np.ravel(v["scale"]) for k, v in params.items() if "BatchNorm" in k])
   biases = np.concatenate([np.ravel(v["bias"]) for k, v in params.items() if "BatchNorm" in k])
+  assert kernels.size > 20_000 and scales.size > 100
   assert abs(kernels.mean()) < 1e-3 and abs(kernels.std() - 0.02) < 1e-3
   assert abs(scales.mean() - 1) < 5e-3 and abs(scales.std() - 0.02) < 5e-3
   assert np.all(biases == 0)

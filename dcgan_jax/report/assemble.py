@@ -23,6 +23,7 @@ NUM_NEIGHBOUR_QUERIES = 8
 # Beyond this many training images the neighbour search looks at a seeded subset.
 MAX_NEIGHBOUR_CANDIDATES = 20_000
 NUM_FEATURE_IMAGES = 4  # of each kind, real and generated
+INTERPOLATION_ROWS, INTERPOLATION_COLS = 8, 10
 
 
 def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
@@ -72,7 +73,8 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
   write_figure("real_vs_fake.png", figures.real_vs_fake_figure(real, fake, run.step),
                "Randomly chosen training images (left) beside generated faces (right).")
 
-  files.write_png(report_dir / "interpolation.png", figures.interpolation_grid(run, seed))
+  files.write_png(report_dir / "interpolation.png",
+                  generate.interpolation_grid(run, seed, INTERPOLATION_ROWS, INTERPOLATION_COLS))
   images.append(("interpolation.png", "Each row walks the latent space along a great circle "
                                       "(slerp) between two random points."))
 

@@ -25,7 +25,6 @@ MetricRows = list[dict[str, float]]
 
 NUM_FEATURE_LAYERS = 2
 NUM_FEATURE_CHANNELS = 8
-INTERPOLATION_ROWS, INTERPOLATION_COLS = 8, 10
 GRID_PAD = 2
 # Logged beside the step's metrics by the loop; not curves of the model.
 TIMING_KEYS = ("img_per_s", "elapsed_s")
@@ -147,12 +146,6 @@ def real_vs_fake_figure(real_BHWC: np.ndarray, fake_BHWC: np.ndarray, step: int)
     ax.set_title(title)
     ax.axis("off")
   return figure
-
-
-def interpolation_grid(run: generate.TrainedRun, seed: int) -> np.ndarray:
-  z = generate.interpolation_latents(run.variant, seed, INTERPOLATION_ROWS, INTERPOLATION_COLS)
-  return summaries.image_grid(generate.generate(run.variant, run.state, z),
-                              num_cols=INTERPOLATION_COLS)
 
 
 # ------------------------------------------------------------------ sample grids
