@@ -24,6 +24,8 @@ ADDED_KEYS = {
     "loss.name": "non_saturating",
     "loss.penalty": "none",
     "loss.penalty_weight": 10.0,
+    "train.g_ema_decay": 0.0,
+    "data.augment": "",
 }
 
 

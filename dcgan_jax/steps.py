@@ -14,14 +14,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dcgan_jax import augment
 from dcgan_jax.losses import Batch, Metrics
 from dcgan_jax.train_state import GanSetup, TrainState
 from dcgan_jax.variants import Variant
 
 # Keys of one step: the fakes of D update i come from latents drawn with
-# fold_in(step_key, i); the losses' own randomness folds these constants into that key.
+# fold_in(step_key, i); the losses' and augmentations' randomness folds these constants
+# into that key.
 _D_LOSS_STREAM = 1
 _G_LOSS_STREAM = 2
+_AUGMENT_REAL_STREAM = 3
+_AUGMENT_FAKE_STREAM = 4
+_AUGMENT_G_STREAM = 5
 
 
 def to_model_range(images_BHWC: jax.Array) -> jax.Array:
@@ -32,6 +37,13 @@ def to_model_range(images_BHWC: jax.Array) -> jax.Array:
 def from_model_range(x_BHWC: jax.Array) -> jax.Array:
   """float [-1, 1] -> uint8 [0, 255]."""
   return jnp.clip(jnp.round((x_BHWC + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+
+def _seen_by_d(setup: GanSetup, batch: Batch, key: jax.Array) -> Batch:
+  """The batch as the discriminator sees it: through the DiffAugment policy, if any."""
+  if not setup.augment:
+    return batch
+  return {**batch, "image": augment.augment(batch["image"], setup.augment, key)}
 
 
 def _d_update(setup: GanSetup, state: TrainState, real: Batch, fake: Batch, key: jax.Array
@@ -71,41 +83,51 @@ def train_step(setup: GanSetup, state: TrainState, batch: Batch) -> tuple[TrainS
   def loss_key(update: int, stream: int) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(step_key, update), stream)
 
+  def d_update(state: TrainState, fake_images: jax.Array, update: int):
+    fake = {"image": fake_images, "label": labels}
+    return _d_update(setup, state,
+                     _seen_by_d(setup, real, loss_key(update, _AUGMENT_REAL_STREAM)),
+                     _seen_by_d(setup, fake, loss_key(update, _AUGMENT_FAKE_STREAM)),
+                     loss_key(update, _D_LOSS_STREAM))
+
   for i in range(setup.d_steps - 1):
     fake, g_state = generate(state.g_params, state.g_batch_stats, i)
-    state, _ = _d_update(setup, state.replace(g_batch_stats=g_state), real,
-                         {"image": fake, "label": labels}, loss_key(i, _D_LOSS_STREAM))
+    state, _ = d_update(state.replace(g_batch_stats=g_state), fake, i)
 
   last = setup.d_steps - 1
   fake, generator_vjp, g_state = jax.vjp(
       lambda g_params: generate(g_params, state.g_batch_stats, last), state.g_params,
       has_aux=True)
-  state, metrics = _d_update(setup, state.replace(g_batch_stats=g_state), real,
-                             {"image": fake, "label": labels}, loss_key(last, _D_LOSS_STREAM))
+  state, metrics = d_update(state.replace(g_batch_stats=g_state), fake, last)
 
   critic = functools.partial(variant.discriminate, train=True)
 
   def g_loss_fn(fake_images):
+    fake_seen = _seen_by_d(setup, {"image": fake_images, "label": labels},
+                           loss_key(last, _AUGMENT_G_STREAM))
     return variant.loss.generator(critic, state.d_params, state.d_batch_stats, real,
-                                  {"image": fake_images, "label": labels},
-                                  loss_key(last, _G_LOSS_STREAM))
+                                  fake_seen, loss_key(last, _G_LOSS_STREAM))
 
   (g_loss, (d_state, g_metrics)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
   (g_grads,) = generator_vjp(fake_grad)
   updates, g_opt_state = setup.g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
+  g_params = optax.apply_updates(state.g_params, updates)
   state = state.replace(
       step=state.step + 1,
-      g_params=optax.apply_updates(state.g_params, updates),
+      g_params=g_params,
       g_opt_state=g_opt_state,
       d_batch_stats=d_state,
   )
+  if setup.g_ema_decay:
+    state = state.replace(g_ema_params=optax.incremental_update(
+        g_params, state.g_ema_params, step_size=1.0 - setup.g_ema_decay))
   return state, metrics | {"g_loss": g_loss, **g_metrics}
 
 
 def generate_images(variant: Variant, state: TrainState, z_BZ: jax.Array,
                     labels_BA: jax.Array | None = None) -> jax.Array:
-  """uint8 samples from z (and labels, for a conditional variant). Uses the batch's own
-  BatchNorm statistics, as the reference DCGAN does when it draws its fixed-noise grid;
-  running averages are left untouched."""
-  x, _ = variant.generate(state.g_params, state.g_batch_stats, z_BZ, labels_BA)
+  """uint8 samples from z (and labels, for a conditional variant), by the generator's
+  EMA when the run keeps one. Uses the batch's own BatchNorm statistics, as the reference
+  DCGAN does when it draws its fixed-noise grid; running averages are left untouched."""
+  x, _ = variant.generate(state.sampling_params, state.g_batch_stats, z_BZ, labels_BA)
   return from_model_range(x)

@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from dcgan_jax import augment
 from dcgan_jax.variants import Variant, variant_from_config
 
 PyTree = Any
@@ -34,6 +35,24 @@ class TrainState:
   d_opt_state: optax.OptState
   key: jax.Array  # Base key; the step folds in `step` so a resumed run draws the same.
 
+  @property
+  def sampling_params(self) -> PyTree:
+    """The generator parameters to draw samples with."""
+    return self.g_params
+
+
+@flax.struct.dataclass
+class EmaTrainState(TrainState):
+  """The state of a run with `train.g_ema_decay` > 0: also an exponential moving average
+  of g_params, which samples, evaluations and reports use. A subclass rather than an
+  optional field, so states and checkpoints of runs without an EMA keep their layout."""
+
+  g_ema_params: PyTree
+
+  @property
+  def sampling_params(self) -> PyTree:
+    return self.g_ema_params
+
 
 @dataclasses.dataclass(frozen=True)
 class GanSetup:
@@ -43,6 +62,8 @@ class GanSetup:
   g_optimizer: optax.GradientTransformation
   d_optimizer: optax.GradientTransformation
   d_steps: int
+  g_ema_decay: float = 0.0  # 0: no EMA of the generator
+  augment: tuple[str, ...] = ()  # DiffAugment policy applied to everything D sees
 
 
 def setup_from_config(config: ml_collections.ConfigDict) -> GanSetup:
@@ -52,6 +73,8 @@ def setup_from_config(config: ml_collections.ConfigDict) -> GanSetup:
       g_optimizer=optax.adam(train.g_lr, b1=train.g_beta1, b2=train.g_beta2),
       d_optimizer=optax.adam(train.d_lr, b1=train.d_beta1, b2=train.d_beta2),
       d_steps=train.d_steps,
+      g_ema_decay=train.g_ema_decay,
+      augment=augment.parse_policy(config.data.augment),
   )
 
 
@@ -59,7 +82,7 @@ def init_state(setup: GanSetup, seed: int) -> TrainState:
   """Fresh parameters and optimiser states, all drawn from `seed`."""
   g_key, d_key, train_key = jax.random.split(jax.random.PRNGKey(seed), 3)
   g_vars, d_vars = setup.variant.init_variables(g_key, d_key)
-  return TrainState(
+  state = TrainState(
       step=jnp.zeros((), jnp.int32),
       g_params=g_vars["params"],
       d_params=d_vars["params"],
@@ -69,6 +92,9 @@ def init_state(setup: GanSetup, seed: int) -> TrainState:
       d_opt_state=setup.d_optimizer.init(d_vars["params"]),
       key=train_key,
   )
+  if setup.g_ema_decay:
+    return EmaTrainState(**vars(state), g_ema_params=g_vars["params"])
+  return state
 
 
 def init_state_on(setup: GanSetup, seed: int, sharding: jax.sharding.Sharding) -> TrainState:

@@ -1,11 +1,12 @@
 """The training loop end to end, in process: run directory contents and reproducibility."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from dcgan_jax import run_dir
 from tests.runs import train_tiny
 
 
@@ -68,23 +69,31 @@ def test_stopping_and_resuming_gives_the_uninterrupted_fingerprint(tiny_run, tmp
   assert [row["step"] for row in _rows(tmp_path)] == [2, 4, 6, 8]
 
 
+def test_a_regularised_run_resumes_exactly(tmp_path):
+  """Spectral norm (its vectors in the state), a gradient penalty, the generator EMA and
+  DiffAugment all resume to the uninterrupted model."""
+  family = {"loss.name": "hinge", "loss.penalty": "r1", "loss.penalty_weight": 1.0,
+            "model.d_norm": "spectral", "train.g_ema_decay": 0.99,
+            "data.augment": "color,translation,cutout"}
+  straight = train_tiny(tmp_path / "straight", family)
+  train_tiny(tmp_path / "resumed", family | {"train.num_steps": 4})
+  resumed = train_tiny(tmp_path / "resumed", family)
+  assert resumed["state_fingerprint"] == straight["state_fingerprint"]
+  assert {"d_penalty", "d_real", "d_fake"} <= set(_rows(tmp_path / "resumed")[-1])
+
+
 def test_a_different_seed_gives_a_different_fingerprint(tiny_run, tmp_path):
   assert train_tiny(tmp_path, {"seed": 1})["state_fingerprint"] != \
       _final(tiny_run)["state_fingerprint"]
 
 
-def test_a_run_directory_of_the_first_release_resumes(tiny_run, tmp_path):
-  """A config.json written before the variant keys existed means the DCGAN with its
-  loss: such a run resumes, and ends where an uninterrupted run ends."""
-  train_tiny(tmp_path, {"train.num_steps": 4})
-  config_path = tmp_path / "config.json"
-  old_config = json.loads(config_path.read_text())
-  for dotted in run_dir.ADDED_KEYS:
-    section, key = dotted.split(".")
-    del old_config[section][key]
-  config_path.write_text(json.dumps(old_config))
-  train_tiny(tmp_path)
-  assert _final(tmp_path)["state_fingerprint"] == _final(tiny_run)["state_fingerprint"]
+def test_a_run_directory_written_before_the_variant_seam_resumes_to_the_same_model(
+    tiny_run, tmp_path):
+  old_run = tmp_path / "run"
+  shutil.copytree(Path(__file__).parent / "data" / "run_written_by_0.1", old_run)
+  assert "arch" not in json.loads((old_run / "config.json").read_text())["model"]
+  assert train_tiny(old_run)["state_fingerprint"] == _final(tiny_run)["state_fingerprint"]
+  assert [row["step"] for row in _rows(old_run)] == [2, 4, 6, 8]
 
 
 def test_discriminator_learns_to_separate_real_from_fake(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from dcgan_jax import parallel, steps, variants
 from dcgan_jax.losses import non_saturating
-from dcgan_jax.train_state import init_state_on, setup_from_config
+from dcgan_jax.train_state import EmaTrainState, TrainState, init_state_on, setup_from_config
 from experiments.configs import synthetic
 
 
@@ -176,3 +176,30 @@ def test_the_default_variant_is_the_dcgan_with_its_loss():
   variant = variants.variant_from_config(synthetic.get_config("tiny"))
   assert variant.loss is non_saturating.LOSS
   assert type(variant.generator).__name__ == "Generator" and variant.generator.resolution == 16
+
+
+def test_generator_ema_is_the_exponential_average_and_samples_come_from_it():
+  config, setup = _tiny_setup(g_ema_decay=0.9)
+  state = init_state(setup, config.seed)
+  assert isinstance(state, EmaTrainState)
+  step = _jit_step(setup)
+  expected = jax.tree.map(np.asarray, state.g_params)
+  for seed in range(3):
+    state, _ = step(state, _images(config, seed=seed))
+    expected = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * np.asarray(p), expected, state.g_params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               state.g_ema_params, expected)
+  z = jnp.asarray(np.random.default_rng(0).normal(size=(4, config.model.z_dim)), jnp.float32)
+  sampled = steps.generate_images(setup.variant, state, z)
+
+  def drawn_with(params):
+    return steps.from_model_range(setup.variant.generate(params, state.g_batch_stats, z, None)[0])
+
+  np.testing.assert_array_equal(sampled, drawn_with(state.g_ema_params))
+  assert not np.array_equal(sampled, drawn_with(state.g_params))
+
+
+def test_without_ema_the_state_has_no_average():
+  config, setup = _tiny_setup()
+  state = init_state(setup, config.seed)
+  assert type(state) is TrainState and not hasattr(state, "g_ema_params")

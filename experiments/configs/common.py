@@ -16,6 +16,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.resolution = 64
   config.data.num_images = 50_000  # synthetic faces only
   config.data.random_flip = True
+  config.data.augment = ""  # DiffAugment policy for D's inputs, e.g. "color,translation,cutout"
   config.data.num_workers = 0  # grain worker processes; 0 reads in the training process
   config.data.num_threads = 1  # grain read threads: more only contend for the GIL here
   config.data.prefetch = 8
@@ -44,6 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.g_beta2 = 0.999
   config.train.d_beta1 = 0.5
   config.train.d_beta2 = 0.999
+  config.train.g_ema_decay = 0.0  # > 0: sample and evaluate with an EMA of G's parameters
   config.train.log_every = 100
   config.train.sample_every = 1000
   config.train.checkpoint_every = 2000
