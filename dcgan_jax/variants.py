@@ -17,7 +17,7 @@ import ml_collections
 from dcgan_jax import losses
 from dcgan_jax.losses import (Batch, PyTree, hinge, least_squares, minimax, non_saturating,
                               penalties, wasserstein)
-from dcgan_jax.models import dcgan, layers
+from dcgan_jax.models import dcgan, layers, mlp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,9 +95,19 @@ def _dcgan_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Mo
           dcgan.Discriminator(nf=config.model.nf, dtype=dtype, impl=impl, norm=d_norm))
 
 
+def _mlp_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
+  """`model.nf` is the width of the first hidden layer, as it is DCGAN's first channels."""
+  if config.model.d_norm != "none":
+    raise ValueError(f"model.arch=mlp has no normalisation layers; set model.d_norm=none "
+                     f"(got {config.model.d_norm!r})")
+  return (mlp.Generator(resolution=config.data.resolution, hidden=config.model.nf),
+          mlp.Discriminator(hidden=config.model.nf))
+
+
 # config.model.arch -> builds (generator, discriminator) from the config.
 ARCHITECTURES: dict[str, Callable[[ml_collections.ConfigDict], tuple[nn.Module, nn.Module]]] = {
     "dcgan": _dcgan_networks,
+    "mlp": _mlp_networks,
 }
 # config.loss.name -> the objective.
 LOSSES: dict[str, losses.Loss] = {

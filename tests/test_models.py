@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dcgan_jax.models import dcgan
+from dcgan_jax.models import dcgan, mlp
 
 
 def _build(g, d, z):
@@ -95,3 +95,15 @@ def test_matches_pytorch_with_copied_weights(resolution, train):
   with torch.no_grad():
     logits_torch = torch_d(torch.tensor(np.asarray(x)).permute(0, 3, 1, 2)).reshape(-1)
   np.testing.assert_allclose(np.asarray(logits), logits_torch.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_fully_connected_networks_shapes_and_independent_samples():
+  g, d = mlp.Generator(resolution=16, hidden=8), mlp.Discriminator(hidden=8)
+  z = jnp.asarray(np.random.default_rng(0).normal(size=(3, 20)), jnp.float32)
+  g_vars, d_vars, x, logits = jax.jit(functools.partial(_build, g, d))(z)
+  assert x.shape == (3, 16, 16, 3) and float(jnp.max(jnp.abs(x))) <= 1.0
+  assert logits.shape == (3,)
+  assert [v["kernel"].shape[1] for v in g_vars["params"].values()] == [8, 16, 32, 16 * 16 * 3]
+  # No batch statistics: one sample's output does not depend on the others.
+  alone = d.apply(d_vars, x[:1], train=True)
+  np.testing.assert_allclose(alone, logits[:1], rtol=1e-5)

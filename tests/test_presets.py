@@ -8,7 +8,7 @@ import pytest
 from dcgan_jax import train, variants
 from experiments.configs import celeba64, dcgan
 
-PRESETS = ("dcgan", "dcgan_ttur", "lsgan", "wgan_gp", "sngan")
+PRESETS = ("dcgan", "dcgan_ttur", "lsgan", "wgan_gp", "sngan", "mlp_gan")
 
 
 def _preset(name: str, variant: str = ""):

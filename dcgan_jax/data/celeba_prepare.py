@@ -21,6 +21,7 @@ import hashlib
 import io
 import itertools
 import json
+import multiprocessing
 import os
 import re
 import sys
@@ -412,7 +413,10 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
                        num_attributes=len(source.attribute_names or []),
                        check_celeba_size=source.is_celeba)
   num_workers = num_workers or default_num_workers()
-  with concurrent.futures.ProcessPoolExecutor(num_workers) as pool:
+  # Workers come from a fork server, not a fork of this process: a caller that has
+  # started threads (JAX has) must not be forked.
+  with concurrent.futures.ProcessPoolExecutor(
+      num_workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
     encoded = _encode_in_order(pool, encoding, _read_images(source, pending),
                                max_tasks_in_flight=4 * num_workers)
     for shard in pending:
