@@ -76,7 +76,9 @@ def print_progress(step: int, num_steps: int, scalars: Mapping[str, float],
                    images_per_second: float, eta_seconds: float) -> None:
   """One line per log step with every metric the step emitted; on a terminal it rewrites
   itself in place."""
-  values = "  ".join(f"{name} {value:.4g}" for name, value in scalars.items())
+  # Losses first, then whatever else the step emitted.
+  ordered = sorted(scalars, key=lambda name: not name.endswith("_loss"))
+  values = "  ".join(f"{name} {scalars[name]:.4g}" for name in ordered)
   line = (f"step {step}/{num_steps}  {values}  {images_per_second:,.0f} img/s  "
           f"ETA {format_duration(eta_seconds)}")
   if sys.stdout.isatty():

@@ -7,4 +7,6 @@ config as `dcgan.py` (see there).
 Append `:tiny` to the config path for a seconds-long smoke run.
 """
 
-from experiments.configs.dcgan import get_config  # pylint: disable=unused-import
+from experiments.configs.dcgan import get_config
+
+__all__ = ["get_config"]

@@ -1,0 +1,148 @@
+"""Presets side by side: every preset x seed trained on the same data, then scored with
+the same real images and the same latent noise.
+
+`DIR/<preset>/seed<k>/` holds each run (a run already trained that far is not trained
+again); `DIR/compare.json`, `compare.md` and `compare.png` hold the result: per preset,
+the mean and standard deviation over seeds of each score, wall time and img/s, and one
+sample grid per preset side by side.
+"""
+
+import copy
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+from PIL import Image, ImageDraw
+
+from dcgan_jax import files, generate, run_dir, summaries, train
+from dcgan_jax.eval import evaluator as evaluation
+
+# The noise every compared run is scored and drawn with: one seed for all.
+NOISE_SEED = 12345
+GRID_SAMPLES = 16
+_LABEL_HEIGHT = 14
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+  preset: str
+  seed: int
+  scores: dict[str, float]
+  seconds: float
+  images_per_s: float
+
+
+def run_directory(workdir: Path, preset: str, seed: int) -> Path:
+  return workdir / preset / f"seed{seed}"
+
+
+def _check_same_data(configs: dict[str, ml_collections.ConfigDict]) -> None:
+  """Scores only compare on the same data: every preset must read the same images."""
+  datas = {name: run_dir.flatten(run_dir.config_as_dict(config.data))
+           for name, config in configs.items()}
+  keys = ("source", "dir", "split", "resolution", "num_images")
+  first_name, first = next(iter(datas.items()))
+  for name, data in datas.items():
+    differing = [k for k in keys if data.get(k) != first.get(k)]
+    if differing:
+      raise ValueError(f"--configs {first_name} and {name} train on different data "
+                       f"({', '.join(f'data.{k}' for k in differing)}); set them alike, "
+                       f"e.g. --config.data.resolution=32")
+
+
+def train_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict],
+               seeds: list[int]) -> None:
+  """Trains every preset x seed that is not already trained to its length."""
+  _check_same_data(configs)
+  for name, config in configs.items():
+    for seed in seeds:
+      directory = run_directory(workdir, name, seed)
+      config_k = copy.deepcopy(config)
+      config_k.seed = seed
+      final_path = directory / "final.json"
+      num_steps = config_k.train.num_steps
+      if final_path.exists() and json.loads(final_path.read_text())["step"] >= num_steps:
+        continue
+      print(f"training {name} seed {seed} in {directory}", flush=True)
+      train.train_and_evaluate(config_k, directory)
+
+
+def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], seeds: list[int],
+               num_samples: int, inception_weights: str | None = None
+               ) -> tuple[list[RunResult], dict[str, np.ndarray]]:
+  """Scores of every run against one evaluator, and each preset's first-seed samples."""
+  reference = copy.deepcopy(next(iter(configs.values())))
+  reference.seed = 0
+  evaluator = evaluation.Evaluator(reference, evaluation.cache_dir(reference, workdir),
+                                   num_samples=num_samples, inception_weights=inception_weights)
+  results, grids = [], {}
+  for name in configs:
+    for seed in seeds:
+      directory = run_directory(workdir, name, seed)
+      run = generate.load_run(directory)
+      z = generate.fixed_latents(run.variant, NOISE_SEED, evaluator.num_samples)
+      images = generate.generate(run.variant, run.state, z)
+      final = json.loads((directory / "final.json").read_text())
+      batch = run.config.train.batch_size
+      results.append(RunResult(name, seed, evaluator(images), final["seconds"],
+                               final["step"] * batch / max(final["seconds"], 1e-9)))
+      grids.setdefault(name, images[:GRID_SAMPLES])
+  return results, grids
+
+
+def summarise(results: list[RunResult]) -> dict[str, dict[str, Any]]:
+  """Per preset: mean, standard deviation (over seeds, ddof 1) and values of each score."""
+  summary: dict[str, dict[str, Any]] = {}
+  for name in dict.fromkeys(r.preset for r in results):
+    runs = [r for r in results if r.preset == name]
+    columns = {key: [r.scores[key] for r in runs] for key in runs[0].scores}
+    columns |= {"seconds": [r.seconds for r in runs], "img_per_s": [r.images_per_s for r in runs]}
+    summary[name] = {key: {"mean": float(np.mean(v)),
+                           "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                           "values": [float(x) for x in v]} for key, v in columns.items()}
+  return summary
+
+
+def markdown_table(summary: dict[str, dict[str, Any]], seeds: list[int]) -> str:
+  score_keys = [k for k in ("swd", "fid", "kid") if k in next(iter(summary.values()))]
+  header = (["preset"] + [f"{k.upper()} (mean ± std over {len(seeds)} seeds)" for k in score_keys]
+            + ["wall time (s)", "img/s"])
+  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+  for name, columns in summary.items():
+    cells = [name] + [f"{columns[k]['mean']:.4g} ± {columns[k]['std']:.2g}" for k in score_keys]
+    cells += [f"{columns['seconds']['mean']:.0f}", f"{columns['img_per_s']['mean']:.0f}"]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def side_by_side(grids: dict[str, np.ndarray]) -> np.ndarray:
+  """One sample grid per preset, left to right, each under its name."""
+  panels = []
+  for name, images in grids.items():
+    grid = Image.fromarray(summaries.image_grid(images, num_cols=math.isqrt(len(images))))
+    panel = Image.new("RGB", (grid.width, grid.height + _LABEL_HEIGHT))
+    panel.paste(grid, (0, _LABEL_HEIGHT))
+    ImageDraw.Draw(panel).text((2, 1), name, fill="white")
+    panels.append(np.asarray(panel))
+  height = max(p.shape[0] for p in panels)
+  padded = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0))) for p in panels]
+  return np.concatenate(padded, axis=1)
+
+
+def compare(workdir: Path, configs: dict[str, ml_collections.ConfigDict], seeds: list[int],
+            num_samples: int, inception_weights: str | None = None) -> dict[str, Any]:
+  """Trains what is missing, scores everything, writes compare.json/.md/.png."""
+  workdir = Path(workdir)
+  train_runs(workdir, configs, seeds)
+  results, grids = score_runs(workdir, configs, seeds, num_samples, inception_weights)
+  summary = summarise(results)
+  report = {"seeds": seeds, "num_samples": num_samples, "noise_seed": NOISE_SEED,
+            "presets": summary, "runs": [dataclasses.asdict(r) for r in results]}
+  files.write_json(workdir / "compare.json", report)
+  files.write_atomic(workdir / "compare.md", markdown_table(summary, seeds).encode())
+  files.write_png(workdir / "compare.png", side_by_side(grids))
+  return report

@@ -1,0 +1,71 @@
+"""Trains presets over several seeds on the same data and compares them side by side.
+
+  python -m experiments.compare --workdir DIR --configs dcgan,lsgan,wgan_gp \
+      [--seeds 0,1,2] [--steps N] [--num_samples 1000] [--config.data.dir=...]
+
+Every preset x seed trains into DIR/<preset>/seed<k>/ (what is already trained is
+kept), then each is scored with the same real images and latent noise: DIR/compare.json,
+DIR/compare.md (the table) and DIR/compare.png (one sample grid per preset). Keys given
+as --config.KEY=VALUE apply to every preset (e.g. the data, or a smaller resolution).
+"""
+
+import importlib
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from dcgan_jax import compare, run_dir
+from experiments.configs import common
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the compared runs.", required=True)
+_CONFIGS = flags.DEFINE_list("configs", None, "Presets in experiments/configs/, e.g. dcgan,lsgan.",
+                             required=True)
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds each preset trains with.")
+_STEPS = flags.DEFINE_integer("steps", None, "Training steps of every run (default: each "
+                              "preset's own length).")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1000, "Generated (and real) images scored.")
+_WEIGHTS = flags.DEFINE_string("inception_weights", None,
+                               "pt_inception-2015-12-05-6726825d.pth (default: search the cache).")
+_OVERRIDES = config_flags.DEFINE_config_dict(
+    "config", common.base_config(), "Keys set here (--config.KEY=VALUE) apply to every preset.")
+
+
+def preset_config(name: str):
+  try:
+    module = importlib.import_module(f"experiments.configs.{name}")
+  except ModuleNotFoundError:
+    raise ValueError(f"--configs: no preset {name!r} in experiments/configs/") from None
+  config = module.get_config()
+  overrides = run_dir.flatten(run_dir.config_as_dict(_OVERRIDES.value))
+  for dotted, value in overrides.items():
+    flag = f"config.{dotted}"
+    if flag in flags.FLAGS and flags.FLAGS[flag].present:
+      section, *rest = dotted.split(".")
+      if rest:
+        config[section][rest[0]] = value
+      else:
+        config[section] = value
+  if _STEPS.value is not None:
+    config.train.num_steps, config.train.num_epochs = _STEPS.value, None
+  return config
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.ERROR)
+  try:
+    seeds = [int(s) for s in _SEEDS.value]
+    configs = {name: preset_config(name) for name in _CONFIGS.value}
+    report = compare.compare(Path(_WORKDIR.value), configs, seeds, _NUM_SAMPLES.value,
+                             _WEIGHTS.value)
+  except ValueError as error:
+    sys.exit(f"error: {error}")
+  del report
+  print((Path(_WORKDIR.value) / "compare.md").read_text(), end="")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,101 @@
+"""Presets compared over seeds: trained once, scored alike, summarised honestly."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dcgan_jax import compare
+from experiments.configs import dcgan, lsgan
+from tests.cli import run_module
+
+SEEDS = [0, 1]
+
+
+def _configs():
+  configs = {"dcgan": dcgan.get_config("tiny"), "lsgan": lsgan.get_config("tiny")}
+  for config in configs.values():
+    config.data.source = "synthetic"
+    config.train.num_steps = config.train.checkpoint_every = config.train.sample_every = 2
+  return configs
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("compare")
+  return workdir, compare.compare(workdir, _configs(), SEEDS, num_samples=32)
+
+
+def test_every_preset_and_seed_is_trained_and_scored_alike(compared):
+  workdir, report = compared
+  for name in ("dcgan", "lsgan"):
+    for seed in SEEDS:
+      final = json.loads((workdir / name / f"seed{seed}" / "final.json").read_text())
+      config = json.loads((workdir / name / f"seed{seed}" / "config.json").read_text())
+      assert final["step"] == 2 and config["seed"] == seed
+  runs = report["runs"]
+  assert [(r["preset"], r["seed"]) for r in runs] == [(p, s) for p in ("dcgan", "lsgan")
+                                                      for s in SEEDS]
+  assert len({r["scores"]["swd"] for r in runs}) == 4  # different models, different scores
+  assert json.loads((workdir / "compare.json").read_text()) == json.loads(json.dumps(report))
+
+
+def test_summary_is_the_mean_and_sample_std_over_seeds(compared):
+  workdir, report = compared
+  for name, columns in report["presets"].items():
+    swd = [r["scores"]["swd"] for r in report["runs"] if r["preset"] == name]
+    assert columns["swd"]["values"] == swd
+    np.testing.assert_allclose(columns["swd"]["mean"], np.mean(swd))
+    np.testing.assert_allclose(columns["swd"]["std"], np.std(swd, ddof=1))
+    assert columns["seconds"]["mean"] > 0 and columns["img_per_s"]["mean"] > 0
+  table = (workdir / "compare.md").read_text().splitlines()
+  assert table[0].startswith("| preset | SWD (mean ± std over 2 seeds)")
+  assert [row.split("|")[1].strip() for row in table[2:]] == ["dcgan", "lsgan"]
+
+
+def test_side_by_side_grids_one_per_preset(compared):
+  workdir, _ = compared
+  with Image.open(workdir / "compare.png") as image:
+    width, height = image.size
+  grid = 4 * 18 + 2  # 16 samples of 16x16, 4 per row, 2-pixel borders
+  assert width == 2 * (grid + 4) and height == grid + compare._LABEL_HEIGHT
+
+
+def test_a_second_comparison_trains_nothing_again(compared):
+  workdir, _ = compared
+  checkpoint = workdir / "dcgan" / "seed0" / "final.json"
+  before = checkpoint.stat().st_mtime_ns
+  compare.train_runs(workdir, _configs(), SEEDS)
+  assert checkpoint.stat().st_mtime_ns == before
+
+
+def test_presets_on_different_data_are_refused(tmp_path):
+  configs = _configs()
+  configs["lsgan"].data.resolution = 32
+  with pytest.raises(ValueError, match="data.resolution"):
+    compare.train_runs(tmp_path, configs, SEEDS)
+  assert not any(tmp_path.iterdir())
+
+
+def test_cli_refuses_an_unknown_preset_in_one_line(tmp_path):
+  result = run_module("experiments.compare", "--workdir", tmp_path, "--configs", "dcgan,nope",
+                      check=False)
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert "no preset 'nope'" in result.stderr.strip().splitlines()[-1]
+
+
+def test_cli_applies_config_keys_to_every_preset_and_prints_the_table(tmp_path):
+  result = run_module(
+      "experiments.compare", "--workdir", tmp_path, "--configs", "dcgan,lsgan", "--seeds", "3",
+      "--steps", 1, "--num_samples", 16, "--config.data.source=synthetic",
+      "--config.data.resolution=16", "--config.data.num_images=64", "--config.model.nf=8",
+      "--config.model.z_dim=16", "--config.train.batch_size=16",
+      "--config.train.write_report=False", "--config.eval.every_steps=0")
+  for name in ("dcgan", "lsgan"):
+    config = json.loads((tmp_path / name / "seed3" / "config.json").read_text())
+    assert (config["data"]["source"], config["data"]["resolution"], config["model"]["nf"],
+            config["train"]["num_steps"], config["seed"]) == ("synthetic", 16, 8, 1, 3)
+  assert config["loss"]["name"] == "least_squares"  # the preset's own keys stay
+  table = result.stdout[result.stdout.index("| preset"):].splitlines()
+  assert table[0].startswith("| preset | SWD") and len(table) == 4
