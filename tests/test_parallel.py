@@ -1,5 +1,6 @@
 """Data parallelism: 1 device, 4 devices and 2 processes x 2 devices train the same model."""
 
+import json
 import os
 import socket
 import subprocess
@@ -12,7 +13,8 @@ import pytest
 from dcgan_jax import checkpointing
 from dcgan_jax.train_state import abstract_state, setup_from_config
 from experiments.configs import synthetic
-from tests.cli import REPO, SYNTHETIC_TINY, train
+from tests.cli import REPO, SYNTHETIC_TINY, run_module, train
+from tests.preset_runs import NUM_STEPS as PRESET_STEPS, PRESETS, tiny_preset, train_presets
 from tests.runs import train_tiny
 
 NUM_STEPS = 6
@@ -84,3 +86,20 @@ def test_two_processes_of_two_devices_match_one_device(one_device, tmp_path):
   assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
   assert [p.name for p in (tmp_path / "checkpoints_best").iterdir() if p.name.isdigit()]
   _assert_same_model(one_device, tmp_path)
+
+
+@pytest.mark.slow
+def test_every_preset_trains_the_same_model_on_four_devices(tmp_path):
+  run_module("tests.preset_runs", tmp_path / "four", env=_devices_env(4))
+  one = train_presets(tmp_path / "one")
+  for name in PRESETS:
+    assert json.loads((tmp_path / "four" / name / "final.json").read_text())["num_devices"] == 4
+    setup = setup_from_config(tiny_preset(name))
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    a, b = (checkpointing.restore_state(tmp_path / run / name / "checkpoints",
+                                        abstract_state(setup, sharding))
+            for run in ("one", "four"))
+    assert one[name]["step"] == int(b.step) == PRESET_STEPS
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5,
+                                 err_msg=name)
