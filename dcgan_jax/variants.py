@@ -17,7 +17,7 @@ import ml_collections
 from dcgan_jax import losses
 from dcgan_jax.losses import (Batch, PyTree, hinge, least_squares, minimax, non_saturating,
                               penalties, wasserstein)
-from dcgan_jax.models import dcgan, layers, mlp
+from dcgan_jax.models import dcgan, layers, mlp, resnet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,10 +104,20 @@ def _mlp_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Modu
           mlp.Discriminator(hidden=config.model.nf))
 
 
+def _resnet_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
+  resnet.num_blocks(config.data.resolution)  # a one-line error below 32 px
+  if config.model.d_norm not in resnet.D_NORMS:
+    raise ValueError(f"model.arch=resnet has no batch or layer normalisation in D; set "
+                     f"model.d_norm to spectral or none (got {config.model.d_norm!r})")
+  return (resnet.Generator(resolution=config.data.resolution, nf=config.model.nf),
+          resnet.Discriminator(nf=config.model.nf, norm=config.model.d_norm))
+
+
 # config.model.arch -> builds (generator, discriminator) from the config.
 ARCHITECTURES: dict[str, Callable[[ml_collections.ConfigDict], tuple[nn.Module, nn.Module]]] = {
     "dcgan": _dcgan_networks,
     "mlp": _mlp_networks,
+    "resnet": _resnet_networks,
 }
 # config.loss.name -> the objective.
 LOSSES: dict[str, losses.Loss] = {

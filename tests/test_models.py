@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dcgan_jax.models import dcgan, mlp
+from dcgan_jax import variants
+from dcgan_jax.models import dcgan, mlp, resnet
+from tests.runs import tiny_config
 
 
 def _build(g, d, z):
@@ -107,3 +109,28 @@ def test_fully_connected_networks_shapes_and_independent_samples():
   # No batch statistics: one sample's output does not depend on the others.
   alone = d.apply(d_vars, x[:1], train=True)
   np.testing.assert_allclose(alone, logits[:1], rtol=1e-5)
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_resnet_shapes_follow_mimicrys_sngan(resolution):
+  g, d = resnet.Generator(resolution, nf=64), resnet.Discriminator(nf=64)
+  g_vars, d_vars, x, logits = jax.eval_shape(functools.partial(_build, g, d),
+                                             jax.ShapeDtypeStruct((2, 128), jnp.float32))
+  n = resnet.num_blocks(resolution)
+  assert x.shape == (2, resolution, resolution, 3) and logits.shape == (2,)
+  # 1024 channels at the narrow end at 64x64, as Mimicry's SNGAN 64.
+  assert g_vars["params"]["Dense_0"]["kernel"].shape == (128, 4 * 4 * 64 * 2**n)
+  assert d_vars["params"]["Dense_0"]["kernel"].shape == (64 * 2**n, 1)
+  assert len([k for k in d_vars["params"] if k.startswith("DiscriminatorBlock")]) == n + 1
+  # Every discriminator weight is spectrally normalised: one power-iteration vector each.
+  paths = {name: [jax.tree_util.keystr(path)
+                  for path, _ in jax.tree_util.tree_leaves_with_path(d_vars[name])]
+           for name in ("params", "batch_stats")}
+  num_kernels = len([p for p in paths["params"] if p.endswith("['kernel']")])
+  num_vectors = len([p for p in paths["batch_stats"] if p.endswith("/kernel/u']")])
+  assert num_vectors == num_kernels == 3 * (n + 1) + 1
+
+
+def test_resnet_is_refused_below_32_pixels():
+  with pytest.raises(ValueError, match="model.arch=resnet needs data.resolution"):
+    variants.variant_from_config(tiny_config({"model.arch": "resnet", "model.d_norm": "none"}))

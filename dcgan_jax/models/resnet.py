@@ -1,0 +1,125 @@
+"""The SNGAN ResNet generator and discriminator (Miyato et al. 2018), laid out as Mimicry
+(Lee & Town 2020) trains them at 64x64, and with one block fewer at 32x32.
+
+Generator: z -> dense to 4x4x(nf * 2**n) -> n residual up-blocks halving the channels
+(BN, ReLU, nearest 2x upsampling, 3x3 conv, BN, ReLU, 3x3 conv; a 1x1 conv shortcut
+after the same upsampling) -> BN, ReLU, 3x3 conv to RGB, tanh; n = log2(R / 4).
+Discriminator: an optimised first block to nf channels at R/2 (3x3 conv, ReLU, 3x3 conv,
+2x2 average pool; shortcut: pool, then 1x1 conv), then n blocks doubling the channels
+and halving the size (ReLU, 3x3 conv, ReLU, 3x3 conv, pool; shortcut: 1x1 conv, pool),
+ReLU, a sum over positions and a dense layer to one logit. With nf = 64 at 64x64 these
+are Mimicry's SNGAN 64 networks (1024 channels at the narrow end).
+
+Weights are Xavier-uniform, with gain sqrt(2) in the residual paths and 1 in the
+shortcuts and end layers (Mimicry's); biases start at zero. `d_norm` "spectral" divides
+every discriminator weight by its spectral norm, "none" leaves it plain; the
+discriminator never has batch normalisation.
+"""
+
+import math
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+D_NORMS = ("spectral", "none")
+
+
+def _xavier(gain: float):
+  return nn.initializers.variance_scaling(gain**2, "fan_avg", "uniform")
+
+
+def num_blocks(resolution: int) -> int:
+  n = math.log2(resolution / 4)
+  if resolution < 32 or n != int(n):
+    raise ValueError(f"model.arch=resnet needs data.resolution a power of two >= 32, "
+                     f"got {resolution}")
+  return int(n)
+
+
+def _batch_norm(train: bool) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+
+
+def _upsample(x: jax.Array) -> jax.Array:
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def _pool(x: jax.Array) -> jax.Array:
+  return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+class GeneratorBlock(nn.Module):
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    h = _upsample(nn.relu(_batch_norm(train)(x)))
+    h = nn.Conv(self.features, (3, 3), kernel_init=_xavier(math.sqrt(2)))(h)
+    h = nn.relu(_batch_norm(train)(h))
+    h = nn.Conv(self.features, (3, 3), kernel_init=_xavier(math.sqrt(2)))(h)
+    shortcut = nn.Conv(self.features, (1, 1), kernel_init=_xavier(1.0))(_upsample(x))
+    return h + shortcut
+
+
+class Generator(nn.Module):
+  """z (B, z_dim) -> images (B, R, R, 3) in [-1, 1], float32."""
+
+  resolution: int = 64
+  nf: int = 64
+
+  @nn.compact
+  def __call__(self, z_BZ: jax.Array, train: bool) -> jax.Array:
+    n = num_blocks(self.resolution)
+    x = nn.Dense(4 * 4 * self.nf * 2**n, kernel_init=_xavier(1.0))(z_BZ)
+    x = x.reshape(-1, 4, 4, self.nf * 2**n)
+    for i in reversed(range(n)):
+      x = GeneratorBlock(self.nf * 2**i)(x, train)
+    x = nn.relu(_batch_norm(train)(x))
+    x = nn.Conv(3, (3, 3), kernel_init=_xavier(1.0))(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+def _apply_layer(layer: nn.Module, x: jax.Array, spectral: bool, train: bool) -> jax.Array:
+  """`layer(x)`, its kernel spectrally normalised when `spectral`."""
+  if spectral:
+    return nn.SpectralNorm(layer)(x, update_stats=train)
+  return layer(x)
+
+
+class DiscriminatorBlock(nn.Module):
+  features: int
+  first: bool  # the optimised first block, on the image itself
+  spectral: bool
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    def conv(h, features, size, gain, name):
+      layer = nn.Conv(features, (size, size), kernel_init=_xavier(gain), name=name)
+      return _apply_layer(layer, h, self.spectral, train)
+
+    hidden = self.features if self.first else x.shape[-1]
+    h = conv(x if self.first else nn.relu(x), hidden, 3, math.sqrt(2), "Conv_0")
+    h = _pool(conv(nn.relu(h), self.features, 3, math.sqrt(2), "Conv_1"))
+    if self.first:
+      shortcut = conv(_pool(x), self.features, 1, 1.0, "Shortcut")
+    else:
+      shortcut = _pool(conv(x, self.features, 1, 1.0, "Shortcut"))
+    return h + shortcut
+
+
+class Discriminator(nn.Module):
+  """images (B, R, R, 3) in [-1, 1] -> logits (B,), float32."""
+
+  nf: int = 64
+  norm: str = "spectral"
+
+  @nn.compact
+  def __call__(self, x_BHWC: jax.Array, train: bool) -> jax.Array:
+    n = num_blocks(x_BHWC.shape[1])
+    spectral = self.norm == "spectral"
+    x = DiscriminatorBlock(self.nf, first=True, spectral=spectral)(x_BHWC, train)
+    for i in range(1, n + 1):
+      x = DiscriminatorBlock(self.nf * 2**i, first=False, spectral=spectral)(x, train)
+    x = jnp.sum(nn.relu(x), axis=(1, 2))
+    dense = nn.Dense(1, kernel_init=_xavier(1.0), name="Dense_0")
+    return _apply_layer(dense, x, spectral, train).reshape(-1).astype(jnp.float32)
