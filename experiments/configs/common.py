@@ -61,6 +61,14 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def set_adam(config: ml_collections.ConfigDict, lr: float, beta1: float, beta2: float) -> None:
+  """The same Adam settings for both networks."""
+  for network in ("g", "d"):
+    config.train[f"{network}_lr"] = lr
+    config.train[f"{network}_beta1"] = beta1
+    config.train[f"{network}_beta2"] = beta2
+
+
 def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
   """`FILE:tiny` turns any config into a seconds-long run, for tests and smoke runs."""
   if variant == "tiny":

@@ -16,14 +16,16 @@ import ml_collections
 from experiments.configs import common, dcgan
 
 
-def get_config(variant: str = "") -> ml_collections.ConfigDict:
+def sngan_config() -> ml_collections.ConfigDict:
+  """The preset before any `:variant`; `sngan_resnet` starts from it."""
   config = dcgan.dcgan_config()
   config.loss.name = "hinge"
   config.model.d_norm = "spectral"
   config.train.batch_size = 64
   config.train.d_steps = 5
-  for network in ("g", "d"):
-    config.train[f"{network}_lr"] = 2e-4
-    config.train[f"{network}_beta1"] = 0.0
-    config.train[f"{network}_beta2"] = 0.9
-  return common.apply_variant(config, variant)
+  common.set_adam(config, lr=2e-4, beta1=0.0, beta2=0.9)
+  return config
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  return common.apply_variant(sngan_config(), variant)

@@ -16,21 +16,13 @@ The ResNet needs at least 32x32 images, so its `:tiny` variant trains at 32.
 
 import ml_collections
 
-from experiments.configs import common, dcgan
+from experiments.configs import common, sngan
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  config = dcgan.dcgan_config()
+  config = sngan.sngan_config()  # loss, normalisation and training parameters
   config.model.arch = "resnet"
-  config.model.d_norm = "spectral"
   config.model.z_dim = 128
-  config.loss.name = "hinge"
-  config.train.batch_size = 64
-  config.train.d_steps = 5
-  for network in ("g", "d"):
-    config.train[f"{network}_lr"] = 2e-4
-    config.train[f"{network}_beta1"] = 0.0
-    config.train[f"{network}_beta2"] = 0.9
   config = common.apply_variant(config, variant)
   if variant == "tiny":
     config.data.resolution = 32

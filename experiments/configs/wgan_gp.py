@@ -22,8 +22,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.loss.penalty_weight = 10.0
   config.model.d_norm = "layer"
   config.train.d_steps = 5
-  for network in ("g", "d"):
-    config.train[f"{network}_lr"] = 1e-4
-    config.train[f"{network}_beta1"] = 0.0
-    config.train[f"{network}_beta2"] = 0.9
+  common.set_adam(config, lr=1e-4, beta1=0.0, beta2=0.9)
   return common.apply_variant(config, variant)
