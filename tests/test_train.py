@@ -72,7 +72,7 @@ def test_stopping_and_resuming_gives_the_uninterrupted_fingerprint(tiny_run, tmp
 def test_a_regularised_run_resumes_exactly(tmp_path):
   """Spectral norm (its vectors in the state), a gradient penalty, the generator EMA and
   DiffAugment all resume to the uninterrupted model."""
-  family = {"loss.name": "hinge", "loss.penalty": "r1", "loss.penalty_weight": 1.0,
+  family = {"loss.name": "hinge", "loss.penalty": "gp", "loss.penalty_weight": 10.0,
             "model.d_norm": "spectral", "train.g_ema_decay": 0.99,
             "data.augment": "color,translation,cutout"}
   straight = train_tiny(tmp_path / "straight", family)

@@ -11,7 +11,9 @@ ReLU, a sum over positions and a dense layer to one logit. With nf = 64 at 64x64
 are Mimicry's SNGAN 64 networks (1024 channels at the narrow end).
 
 Weights are Xavier-uniform, with gain sqrt(2) in the residual paths and 1 in the
-shortcuts and end layers (Mimicry's); biases start at zero. `d_norm` "spectral" divides
+shortcuts and end layers (Mimicry's); biases start at zero. The generator's layers that
+feed a BatchNorm have no bias: the normalisation cancels it, so its gradient is pure
+rounding, which Adam would turn into a random walk. `d_norm` "spectral" divides
 every discriminator weight by its spectral norm, "none" leaves it plain; the
 discriminator never has batch normalisation.
 """
@@ -53,12 +55,15 @@ class GeneratorBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    # Every output here reaches a BatchNorm next (this block's, the next block's or the
+    # last one), so no layer has a bias.
+    def conv(features, size, gain):
+      return nn.Conv(features, (size, size), use_bias=False, kernel_init=_xavier(gain))
+
     h = _upsample(nn.relu(_batch_norm(train)(x)))
-    h = nn.Conv(self.features, (3, 3), kernel_init=_xavier(math.sqrt(2)))(h)
-    h = nn.relu(_batch_norm(train)(h))
-    h = nn.Conv(self.features, (3, 3), kernel_init=_xavier(math.sqrt(2)))(h)
-    shortcut = nn.Conv(self.features, (1, 1), kernel_init=_xavier(1.0))(_upsample(x))
-    return h + shortcut
+    h = conv(self.features, 3, math.sqrt(2))(h)
+    h = conv(self.features, 3, math.sqrt(2))(nn.relu(_batch_norm(train)(h)))
+    return h + conv(self.features, 1, 1.0)(_upsample(x))
 
 
 class Generator(nn.Module):
@@ -70,7 +75,7 @@ class Generator(nn.Module):
   @nn.compact
   def __call__(self, z_BZ: jax.Array, train: bool) -> jax.Array:
     n = num_blocks(self.resolution)
-    x = nn.Dense(4 * 4 * self.nf * 2**n, kernel_init=_xavier(1.0))(z_BZ)
+    x = nn.Dense(4 * 4 * self.nf * 2**n, use_bias=False, kernel_init=_xavier(1.0))(z_BZ)
     x = x.reshape(-1, 4, 4, self.nf * 2**n)
     for i in reversed(range(n)):
       x = GeneratorBlock(self.nf * 2**i)(x, train)
