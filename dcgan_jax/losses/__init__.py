@@ -37,13 +37,25 @@ class Loss:
   equilibrium: float | None = None
 
 
-def discriminator_loss_of_outputs(loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
-                                  metrics_fn: Callable[[jax.Array, jax.Array], Metrics]
-                                  ) -> DiscriminatorLoss:
-  """A discriminator loss that depends only on D's outputs on the real and the fake batch.
+@dataclasses.dataclass(frozen=True)
+class Readout:
+  """How a loss reports D's raw outputs: metrics on the real and fake batches before the
+  D update, on the fake batch after it, and their plot labels and axis."""
 
-  The two batches pass separately, real first, so each gets its own BatchNorm
-  statistics, as in the reference DCGAN.
+  before: Callable[[jax.Array, jax.Array], Metrics]
+  after: Callable[[jax.Array], Metrics]
+  labels: Mapping[str, str]
+  axis_label: str
+
+
+def loss_of_outputs(discriminator_loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+                    generator_loss_fn: Callable[[jax.Array], jax.Array], readout: Readout,
+                    equilibrium: float | None = None) -> Loss:
+  """A loss that depends only on D's outputs: `discriminator_loss_fn(real_out, fake_out)`
+  and `generator_loss_fn(fake_out)`.
+
+  The real and fake batches pass D separately, real first, so each gets its own
+  BatchNorm statistics, as in the reference DCGAN.
   """
 
   def discriminator_loss(critic: Critic, d_params: PyTree, d_state: PyTree, real: Batch,
@@ -51,33 +63,31 @@ def discriminator_loss_of_outputs(loss_fn: Callable[[jax.Array, jax.Array], jax.
     del key  # deterministic
     real_out, d_state = critic(d_params, d_state, real)
     fake_out, d_state = critic(d_params, d_state, fake)
-    return loss_fn(real_out, fake_out), (d_state, metrics_fn(real_out, fake_out))
-
-  return discriminator_loss
-
-
-def generator_loss_of_outputs(loss_fn: Callable[[jax.Array], jax.Array],
-                              metrics_fn: Callable[[jax.Array], Metrics]) -> GeneratorLoss:
-  """A generator loss that depends only on D's outputs on the fake batch."""
+    return discriminator_loss_fn(real_out, fake_out), (d_state, readout.before(real_out, fake_out))
 
   def generator_loss(critic: Critic, d_params: PyTree, d_state: PyTree, real: Batch,
                      fake: Batch, key: jax.Array) -> LossResult:
     del real, key  # the fakes alone decide it
     fake_out, d_state = critic(d_params, d_state, fake)
-    return loss_fn(fake_out), (d_state, metrics_fn(fake_out))
+    return generator_loss_fn(fake_out), (d_state, readout.after(fake_out))
 
-  return generator_loss
+  return Loss(discriminator=discriminator_loss, generator=generator_loss,
+              output_metrics=readout.labels, output_axis_label=readout.axis_label,
+              equilibrium=equilibrium)
 
 
-def output_means(real_out: jax.Array, fake_out: jax.Array) -> Metrics:
-  """D's mean raw output on each batch."""
+def _output_means(real_out: jax.Array, fake_out: jax.Array) -> Metrics:
   return {"d_real": real_out.mean(), "d_fake": fake_out.mean()}
 
 
-def output_mean_after_update(fake_out: jax.Array) -> Metrics:
+def _output_mean_after_update(fake_out: jax.Array) -> Metrics:
   return {"d_fake_after": fake_out.mean()}
 
 
-OUTPUT_MEAN_METRICS = {"d_real": "mean D(x), real batch",
-                       "d_fake": "mean D(G(z)) before the D update",
-                       "d_fake_after": "mean D(G(z)) after the D update"}
+# D's mean raw output on each batch: the readout of losses whose D is not a probability.
+OUTPUT_MEANS = Readout(
+    before=_output_means, after=_output_mean_after_update,
+    labels={"d_real": "mean D(x), real batch",
+            "d_fake": "mean D(G(z)) before the D update",
+            "d_fake_after": "mean D(G(z)) after the D update"},
+    axis_label="mean D")

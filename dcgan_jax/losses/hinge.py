@@ -13,9 +13,5 @@ def discriminator_hinge(real_out: jax.Array, fake_out: jax.Array) -> jax.Array:
   return jnp.mean(jax.nn.relu(1.0 - real_out)) + jnp.mean(jax.nn.relu(1.0 + fake_out))
 
 
-LOSS = losses.Loss(
-    discriminator=losses.discriminator_loss_of_outputs(discriminator_hinge, losses.output_means),
-    generator=losses.generator_loss_of_outputs(wasserstein.generator_critic, losses.output_mean_after_update),
-    output_metrics=losses.OUTPUT_MEAN_METRICS,
-    output_axis_label="mean D",
-)
+LOSS = losses.loss_of_outputs(discriminator_hinge, wasserstein.generator_critic,
+                              losses.OUTPUT_MEANS)

@@ -16,12 +16,5 @@ def generator_squares(fake_out: jax.Array) -> jax.Array:
   return 0.5 * jnp.mean((fake_out - 1.0) ** 2)
 
 
-LOSS = losses.Loss(
-    discriminator=losses.discriminator_loss_of_outputs(discriminator_squares,
-                                                       losses.output_means),
-    generator=losses.generator_loss_of_outputs(generator_squares,
-                                               losses.output_mean_after_update),
-    output_metrics=losses.OUTPUT_MEAN_METRICS,
-    output_axis_label="mean D",
-    equilibrium=0.5,
-)
+LOSS = losses.loss_of_outputs(discriminator_squares, generator_squares, losses.OUTPUT_MEANS,
+                              equilibrium=0.5)

@@ -14,12 +14,5 @@ def generator_log_one_minus_d(fake_logits: jax.Array) -> jax.Array:
   return jnp.mean(jax.nn.log_sigmoid(-fake_logits))
 
 
-LOSS = losses.Loss(
-    discriminator=losses.discriminator_loss_of_outputs(non_saturating.discriminator_bce,
-                                                       non_saturating.probabilities),
-    generator=losses.generator_loss_of_outputs(generator_log_one_minus_d,
-                                               non_saturating.probability_after_update),
-    output_metrics=non_saturating.PROBABILITY_METRICS,
-    output_axis_label="mean sigmoid(D)",
-    equilibrium=0.5,
-)
+LOSS = losses.loss_of_outputs(non_saturating.discriminator_bce, generator_log_one_minus_d,
+                              non_saturating.PROBABILITIES, equilibrium=0.5)

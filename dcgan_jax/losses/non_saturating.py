@@ -21,24 +21,21 @@ def generator_bce(fake_logits: jax.Array) -> jax.Array:
   return -jnp.mean(jax.nn.log_sigmoid(fake_logits))
 
 
-def probabilities(real_logits: jax.Array, fake_logits: jax.Array) -> losses.Metrics:
-  """D's mean probability that each batch is real."""
+def _probabilities(real_logits: jax.Array, fake_logits: jax.Array) -> losses.Metrics:
   return {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
           "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
 
 
-def probability_after_update(fake_logits: jax.Array) -> losses.Metrics:
+def _probability_after_update(fake_logits: jax.Array) -> losses.Metrics:
   return {"d_fake_after": jnp.mean(jax.nn.sigmoid(fake_logits))}
 
 
-PROBABILITY_METRICS = {"d_real": "D(x), real batch",
-                       "d_fake": "D(G(z)) before the D update",
-                       "d_fake_after": "D(G(z)) after the D update"}
+# D's mean probability that each batch is real.
+PROBABILITIES = losses.Readout(
+    before=_probabilities, after=_probability_after_update,
+    labels={"d_real": "D(x), real batch",
+            "d_fake": "D(G(z)) before the D update",
+            "d_fake_after": "D(G(z)) after the D update"},
+    axis_label="mean sigmoid(D)")
 
-LOSS = losses.Loss(
-    discriminator=losses.discriminator_loss_of_outputs(discriminator_bce, probabilities),
-    generator=losses.generator_loss_of_outputs(generator_bce, probability_after_update),
-    output_metrics=PROBABILITY_METRICS,
-    output_axis_label="mean sigmoid(D)",
-    equilibrium=0.5,
-)
+LOSS = losses.loss_of_outputs(discriminator_bce, generator_bce, PROBABILITIES, equilibrium=0.5)

@@ -17,9 +17,4 @@ def generator_critic(fake_out: jax.Array) -> jax.Array:
   return -jnp.mean(fake_out)
 
 
-LOSS = losses.Loss(
-    discriminator=losses.discriminator_loss_of_outputs(critic_difference, losses.output_means),
-    generator=losses.generator_loss_of_outputs(generator_critic, losses.output_mean_after_update),
-    output_metrics=losses.OUTPUT_MEAN_METRICS,
-    output_axis_label="mean critic output",
-)
+LOSS = losses.loss_of_outputs(critic_difference, generator_critic, losses.OUTPUT_MEANS)
