@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from dcgan_jax import generate, losses
+from dcgan_jax import generate, losses, variants
 from dcgan_jax.data import sources
 from dcgan_jax.models import layers
 from dcgan_jax.report import assemble, figures, neighbours
@@ -115,3 +115,10 @@ def test_discriminator_features_are_its_first_maps_at_each_resolution(tiny_run):
   np.testing.assert_allclose(first, layers.downsample_2x(x, kernel, "reference"),
                              rtol=1e-4, atol=1e-5)
   assert second_path != first_path and second.shape[-1] == 2 * first.shape[-1]
+
+
+def test_loss_caption_names_an_equilibrium_only_where_the_loss_has_one():
+  ns, hinge = variants.LOSSES["non_saturating"], variants.LOSSES["hinge"]
+  assert "D(x), real batch" in figures.loss_caption(ns) and "at 0.5" in figures.loss_caption(ns)
+  assert "mean D(x), real batch" in figures.loss_caption(hinge)
+  assert "at " not in figures.loss_caption(hinge) and "None" not in figures.loss_caption(hinge)

@@ -46,11 +46,8 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
     files.write_atomic(report_dir / name, figures.figure_png(figure))
     images.append((name, caption))
 
-  caption = "The losses of both networks"
-  if run.variant.loss.output_metrics:
-    caption += (", and " + ", ".join(run.variant.loss.output_metrics.values())
-                + f" (at {run.variant.loss.equilibrium} D cannot tell real from fake)")
-  write_figure("losses.png", figures.loss_figure(rows, run.variant.loss), caption + ".")
+  write_figure("losses.png", figures.loss_figure(rows, run.variant.loss),
+               figures.loss_caption(run.variant.loss))
   write_figure("metrics.png", figures.eval_metrics_figure(rows),
                "Evaluation metrics logged during training.")
 

@@ -113,6 +113,16 @@ def loss_figure(rows: MetricRows, loss: losses.Loss) -> Figure:
   return figure
 
 
+def loss_caption(loss: losses.Loss) -> str:
+  """What `loss_figure` shows, in words."""
+  caption = "The losses of both networks"
+  if loss.output_metrics:
+    caption += ", and " + ", ".join(loss.output_metrics.values())
+  if loss.equilibrium is not None:
+    caption += f" (at {loss.equilibrium} D cannot tell real from fake)"
+  return caption + "."
+
+
 def eval_metrics_figure(rows: MetricRows) -> Figure:
   """One panel per evaluation metric, with its spread shaded where one was logged."""
   names = eval_metric_names(rows)
