@@ -1,5 +1,6 @@
 """The run directory's config.json: written at the start, checked on resume, read back."""
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def with_added_keys(saved: dict[str, Any]) -> dict[str, Any]:
   """A saved config (nested dicts) with every key of `ADDED_KEYS` it lacks filled in."""
-  completed = json.loads(json.dumps(saved))
+  completed = copy.deepcopy(saved)
   for dotted, value in ADDED_KEYS.items():
     *parents, leaf = dotted.split(".")
     tree = completed

@@ -8,8 +8,6 @@ A batch is a dict: "image" uint8 (B, H, W, 3) and "label" int8 (B, A), the attri
 (+1/-1) of each image (A may be 0); a variant that is not conditional ignores labels.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -49,11 +47,9 @@ def _seen_by_d(setup: GanSetup, batch: Batch, key: jax.Array) -> Batch:
 def _d_update(setup: GanSetup, state: TrainState, real: Batch, fake: Batch, key: jax.Array
               ) -> tuple[TrainState, Metrics]:
   """One discriminator step on a real and a (constant) fake batch."""
-  critic = functools.partial(setup.variant.discriminate, train=True)
-
   def loss_fn(d_params):
-    return setup.variant.loss.discriminator(critic, d_params, state.d_batch_stats, real, fake,
-                                            key)
+    return setup.variant.loss.discriminator(setup.variant.discriminate, d_params,
+                                            state.d_batch_stats, real, fake, key)
 
   (loss, (d_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
   updates, opt_state = setup.d_optimizer.update(grads, state.d_opt_state, state.d_params)
@@ -100,12 +96,10 @@ def train_step(setup: GanSetup, state: TrainState, batch: Batch) -> tuple[TrainS
       has_aux=True)
   state, metrics = d_update(state.replace(g_batch_stats=g_state), fake, last)
 
-  critic = functools.partial(variant.discriminate, train=True)
-
   def g_loss_fn(fake_images):
     fake_seen = _seen_by_d(setup, {"image": fake_images, "label": labels},
                            loss_key(last, _AUGMENT_G_STREAM))
-    return variant.loss.generator(critic, state.d_params, state.d_batch_stats, real,
+    return variant.loss.generator(variant.discriminate, state.d_params, state.d_batch_stats, real,
                                   fake_seen, loss_key(last, _G_LOSS_STREAM))
 
   (g_loss, (d_state, g_metrics)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)

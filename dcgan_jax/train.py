@@ -24,7 +24,7 @@ def total_steps(train_config: ml_collections.ConfigDict, num_images: int) -> int
   """`train.num_epochs` (when set) wins over `train.num_steps`."""
   if train_config.num_epochs:
     return pipeline.steps_for_epochs(train_config.num_epochs, num_images,
-                                           train_config.batch_size)
+                                     train_config.batch_size)
   return train_config.num_steps
 
 

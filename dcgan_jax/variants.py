@@ -53,7 +53,7 @@ class Variant:
   def discriminate(self, d_params: PyTree, d_state: PyTree, batch: Batch, *,
                    train: bool = True) -> tuple[jax.Array, PyTree]:
     """The discriminator's outputs on batch["image"] (and, if conditional, its labels).
-    With `train`, the shape `losses.Critic` has."""
+    Train mode by default: then it is the `losses.Critic` the losses are given."""
     return _apply(self.discriminator, d_params, d_state, batch["image"], train)
 
   def discriminator_features(self, d_params: PyTree, d_state: PyTree, images: jax.Array
@@ -89,7 +89,7 @@ def _apply(module: nn.Module, params: PyTree, state: PyTree, x: jax.Array, train
 def _dcgan_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
   dtype = jnp.dtype(config.model.dtype)
   impl = check_name("model.impl", config.model.impl, layers.IMPLS)
-  d_norm = check_name("model.d_norm", config.model.d_norm, dcgan.D_NORMS)
+  d_norm = _d_norm(config, dcgan.D_NORMS)
   return (dcgan.Generator(resolution=config.data.resolution, nf=config.model.nf, dtype=dtype,
                           impl=impl),
           dcgan.Discriminator(nf=config.model.nf, dtype=dtype, impl=impl, norm=d_norm))
@@ -97,20 +97,15 @@ def _dcgan_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Mo
 
 def _mlp_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
   """`model.nf` is the width of the first hidden layer, as it is DCGAN's first channels."""
-  if config.model.d_norm != "none":
-    raise ValueError(f"model.arch=mlp has no normalisation layers; set model.d_norm=none "
-                     f"(got {config.model.d_norm!r})")
+  _d_norm(config, mlp.D_NORMS)
   return (mlp.Generator(resolution=config.data.resolution, hidden=config.model.nf),
           mlp.Discriminator(hidden=config.model.nf))
 
 
 def _resnet_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
   resnet.num_blocks(config.data.resolution)  # a one-line error below 32 px
-  if config.model.d_norm not in resnet.D_NORMS:
-    raise ValueError(f"model.arch=resnet has no batch or layer normalisation in D; set "
-                     f"model.d_norm to spectral or none (got {config.model.d_norm!r})")
   return (resnet.Generator(resolution=config.data.resolution, nf=config.model.nf),
-          resnet.Discriminator(nf=config.model.nf, norm=config.model.d_norm))
+          resnet.Discriminator(nf=config.model.nf, norm=_d_norm(config, resnet.D_NORMS)))
 
 
 # config.model.arch -> builds (generator, discriminator) from the config.
@@ -134,6 +129,16 @@ def check_name(key: str, name: str, known: Iterable[str]) -> str:
   if name not in known:
     raise ValueError(f"{key} {name!r} is unknown; expected one of: {', '.join(known)}")
   return name
+
+
+def _d_norm(config: ml_collections.ConfigDict, supported: tuple[str, ...]) -> str:
+  """`model.d_norm`: a known name (`dcgan.D_NORMS` holds them all) that the discriminator
+  of `model.arch` has."""
+  d_norm = check_name("model.d_norm", config.model.d_norm, dcgan.D_NORMS)
+  if d_norm not in supported:
+    raise ValueError(f"model.arch={config.model.arch} has no model.d_norm={d_norm}; set "
+                     f"model.d_norm to one of: {', '.join(supported)}")
+  return d_norm
 
 
 def choose(key: str, name: str, registry: Mapping[str, Any]) -> Any:

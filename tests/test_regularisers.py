@@ -113,6 +113,11 @@ def test_a_penalty_with_batch_norm_is_refused_naming_both_keys():
   assert "loss.penalty" in str(error.value) and "model.d_norm" in str(error.value)
   with pytest.raises(ValueError, match="model.d_norm 'group' is unknown"):
     variants.variant_from_config(tiny_config({"model.d_norm": "group"}))
+  for arch, norm in (("mlp", "batch"), ("mlp", "group"), ("resnet", "layer")):
+    with pytest.raises(ValueError, match="model.d_norm") as error:
+      variants.variant_from_config(tiny_config({"model.arch": arch, "model.d_norm": norm,
+                                                "data.resolution": 32}))
+    assert norm in str(error.value) and "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("overrides, d_keys", [

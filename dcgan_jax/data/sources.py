@@ -30,7 +30,8 @@ def create_source(data_config: ml_collections.ConfigDict, seed: int) -> Source:
     return synthetic_faces.SyntheticFaces(
         seed=seed, num_images=data_config.num_images, resolution=data_config.resolution)
   if data_config.source == "celeba":
-    from dcgan_jax.data import shards  # pylint: disable=g-import-not-at-top  (grain's array_record only when used)
+    # grain's ArrayRecord reader is imported only when shards are read.
+    from dcgan_jax.data import shards  # pylint: disable=g-import-not-at-top
     source = shards.PreparedImages(data_config.dir, data_config.split)
     if source.resolution != data_config.resolution:
       raise ValueError(

@@ -53,7 +53,8 @@ def reference_statistics(source: sources.Source, variables: dict, cache_path: Pa
   count = len(source) if num_images <= 0 else min(num_images, len(source))
   order = _seeded_indices(len(source), count, seed)
   features = np.concatenate([
-      inception.inception_features(variables, sources.read_images(source, order[i:i + _READ_CHUNK]))["pool3"]
+      inception.inception_features(
+          variables, sources.read_images(source, order[i:i + _READ_CHUNK]))["pool3"]
       for i in range(0, count, _READ_CHUNK)])
   mu, sigma = metrics.feature_statistics(features)
   cache_path.parent.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,8 @@ class Generator(nn.Module):
     return jnp.tanh(x.astype(jnp.float32))
 
 
-# How the discriminator is normalised (`model.d_norm`).
+# How the discriminator is normalised (`model.d_norm`); every name another architecture
+# supports is one of these.
 D_NORMS = ("batch", "spectral", "layer", "none")
 
 

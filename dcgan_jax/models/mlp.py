@@ -11,6 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# What `model.d_norm` may be: these networks normalise nothing.
+D_NORMS = ("none",)
+
 
 class Generator(nn.Module):
   """z (B, z_dim) -> images (B, R, R, 3) in [-1, 1], float32."""

@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# What `model.d_norm` may be: the discriminator never has batch or layer normalisation.
 D_NORMS = ("spectral", "none")
 
 
