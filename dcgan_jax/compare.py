@@ -16,15 +16,14 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from dcgan_jax import files, generate, run_dir, summaries, train
+from dcgan_jax import files, generate, summaries, train
 from dcgan_jax.eval import evaluator as evaluation
 
 # The noise every compared run is scored and drawn with: one seed for all.
 NOISE_SEED = 12345
 GRID_SAMPLES = 16
-_LABEL_HEIGHT = 14
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +41,10 @@ def run_directory(workdir: Path, preset: str, seed: int) -> Path:
 
 def _check_same_data(configs: dict[str, ml_collections.ConfigDict]) -> None:
   """Scores only compare on the same data: every preset must read the same images."""
-  datas = {name: run_dir.flatten(run_dir.config_as_dict(config.data))
-           for name, config in configs.items()}
   keys = ("source", "dir", "split", "resolution", "num_images")
-  first_name, first = next(iter(datas.items()))
-  for name, data in datas.items():
-    differing = [k for k in keys if data.get(k) != first.get(k)]
+  first_name, first = next(iter(configs.items()))
+  for name, config in configs.items():
+    differing = [k for k in keys if config.data[k] != first.data[k]]
     if differing:
       raise ValueError(f"--configs {first_name} and {name} train on different data "
                        f"({', '.join(f'data.{k}' for k in differing)}); set them alike, "
@@ -120,14 +117,11 @@ def markdown_table(summary: dict[str, dict[str, Any]], seeds: list[int]) -> str:
 
 
 def side_by_side(grids: dict[str, np.ndarray]) -> np.ndarray:
-  """One sample grid per preset, left to right, each under its name."""
+  """One sample grid per preset, left to right, each above its name."""
   panels = []
   for name, images in grids.items():
-    grid = Image.fromarray(summaries.image_grid(images, num_cols=math.isqrt(len(images))))
-    panel = Image.new("RGB", (grid.width, grid.height + _LABEL_HEIGHT))
-    panel.paste(grid, (0, _LABEL_HEIGHT))
-    ImageDraw.Draw(panel).text((2, 1), name, fill="white")
-    panels.append(np.asarray(panel))
+    grid = summaries.image_grid(images, num_cols=math.isqrt(len(images)))
+    panels.append(np.asarray(summaries.labelled(Image.fromarray(grid), name)))
   height = max(p.shape[0] for p in panels)
   padded = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0))) for p in panels]
   return np.concatenate(padded, axis=1)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from dcgan_jax import files
 
@@ -26,6 +27,17 @@ def image_grid(images_BHWC: np.ndarray, num_cols: int | None = None, pad: int = 
     top, left = pad + row * (h + pad), pad + col * (w + pad)
     grid[top:top + h, left:left + w] = image
   return grid
+
+
+LABEL_HEIGHT = 14
+
+
+def labelled(image: Image.Image, label: str) -> Image.Image:
+  """The image above a black strip of `LABEL_HEIGHT` pixels with `label` in it."""
+  frame = Image.new("RGB", (image.width, image.height + LABEL_HEIGHT))
+  frame.paste(image, (0, 0))
+  ImageDraw.Draw(frame).text((2, image.height + 1), label, fill="white")
+  return frame
 
 
 class MetricWriter:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_jax import compare
+from dcgan_jax import compare, summaries
 from experiments.configs import dcgan, lsgan
 from tests.cli import run_module
 
@@ -59,7 +59,7 @@ def test_side_by_side_grids_one_per_preset(compared):
   with Image.open(workdir / "compare.png") as image:
     width, height = image.size
   grid = 4 * 18 + 2  # 16 samples of 16x16, 4 per row, 2-pixel borders
-  assert width == 2 * (grid + 4) and height == grid + compare._LABEL_HEIGHT
+  assert width == 2 * (grid + 4) and height == grid + summaries.LABEL_HEIGHT
 
 
 def test_a_second_comparison_trains_nothing_again(compared):

@@ -17,7 +17,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from dcgan_jax import generate, losses, steps, summaries
 
@@ -170,14 +170,6 @@ def sample_grid_paths(workdir: Path) -> list[Path]:
   return sorted((workdir / "samples").glob("step_*.png"), key=grid_step)
 
 
-def labelled_frame(grid: Image.Image, label: str, label_height: int = 14) -> Image.Image:
-  """The grid above a black strip with `label` in it."""
-  frame = Image.new("RGB", (grid.width, grid.height + label_height))
-  frame.paste(grid, (0, 0))
-  ImageDraw.Draw(frame).text((GRID_PAD, grid.height + 1), label, fill="white")
-  return frame
-
-
 def progress_gif(grid_paths: list[Path], frame_ms: int = 500, last_frame_ms: int = 2000) -> bytes:
   """An animated GIF, one frame per grid with its step written beneath.
 
@@ -186,7 +178,7 @@ def progress_gif(grid_paths: list[Path], frame_ms: int = 500, last_frame_ms: int
   frames = []
   for path in grid_paths:
     with Image.open(path) as grid:
-      frames.append(labelled_frame(grid.convert("RGB"), f"step {grid_step(path)}"))
+      frames.append(summaries.labelled(grid.convert("RGB"), f"step {grid_step(path)}"))
   buffer = io.BytesIO()
   frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], loop=0,
                  duration=[frame_ms] * (len(frames) - 1) + [last_frame_ms])
