@@ -38,15 +38,10 @@ def preset_config(name: str):
   except ModuleNotFoundError:
     raise ValueError(f"--configs: no preset {name!r} in experiments/configs/") from None
   config = module.get_config()
-  overrides = run_dir.flatten(run_dir.config_as_dict(_OVERRIDES.value))
-  for dotted, value in overrides.items():
-    flag = f"config.{dotted}"
-    if flag in flags.FLAGS and flags.FLAGS[flag].present:
-      section, *rest = dotted.split(".")
-      if rest:
-        config[section][rest[0]] = value
-      else:
-        config[section] = value
+  given = {dotted: value
+           for dotted, value in run_dir.flatten(run_dir.config_as_dict(_OVERRIDES.value)).items()
+           if f"config.{dotted}" in flags.FLAGS and flags.FLAGS[f"config.{dotted}"].present}
+  config.update_from_flattened_dict(given)
   if _STEPS.value is not None:
     config.train.num_steps, config.train.num_epochs = _STEPS.value, None
   return config

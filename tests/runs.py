@@ -12,12 +12,7 @@ from experiments.configs import synthetic
 def tiny_config(overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
   """The tiny synthetic config with `{"train.num_steps": 4, ...}` applied."""
   config = synthetic.get_config("tiny")
-  for dotted, value in (overrides or {}).items():
-    *sections, key = dotted.split(".")
-    node = config
-    for section in sections:
-      node = node[section]
-    node[key] = value
+  config.update_from_flattened_dict(dict(overrides or {}))
   return config
 
 
