@@ -9,6 +9,7 @@ batch normalisation (`model.d_norm` other than `batch`). The penalty's own passe
 D's state (e.g. spectral-norm vectors) as the loss's passes left it.
 """
 
+import dataclasses
 from typing import Callable
 
 import jax
@@ -68,6 +69,4 @@ def with_penalty(loss: losses.Loss, penalty: Penalty, weight: float) -> losses.L
     penalty_value = penalty(critic, d_params, new_state, real, fake, penalty_key)
     return value + weight * penalty_value, (new_state, metrics | {"d_penalty": penalty_value})
 
-  return losses.Loss(discriminator=discriminator_loss, generator=loss.generator,
-                     output_metrics=loss.output_metrics,
-                     output_axis_label=loss.output_axis_label, equilibrium=loss.equilibrium)
+  return dataclasses.replace(loss, discriminator=discriminator_loss)
