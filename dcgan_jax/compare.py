@@ -81,8 +81,8 @@ def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], see
     for seed in seeds:
       directory = run_directory(workdir, name, seed)
       run = generate.load_run(directory)
-      z = generate.fixed_latents(run.variant, NOISE_SEED, evaluator.num_samples)
-      images = generate.generate(run.variant, run.state, z)
+      images = generate.generate(run.variant, run.state,
+                                 *run.inputs(NOISE_SEED, evaluator.num_samples))
       final = json.loads((directory / "final.json").read_text())
       batch = run.config.train.batch_size
       results.append(RunResult(name, seed, evaluator(images), final["seconds"],

@@ -4,6 +4,7 @@ restoring a trained run to draw from."""
 import dataclasses
 import functools
 from pathlib import Path
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +12,9 @@ import ml_collections
 import numpy as np
 
 from dcgan_jax import checkpointing, files, run_dir, steps, summaries
+from dcgan_jax.data import sources
 from dcgan_jax.train_state import GanSetup, TrainState, abstract_state, setup_from_config
-from dcgan_jax.variants import Variant
+from dcgan_jax.variants import Variant, check_name
 
 # fold_in constants for `fixed_latents`: the noise of training's sample grids and of its
 # evaluations never collides with training keys or with each other.
@@ -25,6 +27,8 @@ class TrainedRun:
   config: ml_collections.ConfigDict
   setup: GanSetup
   state: TrainState
+  # The training data, which a conditional run draws its label rows from (else None).
+  source: sources.Source | None = None
 
   @property
   def variant(self) -> Variant:
@@ -34,15 +38,24 @@ class TrainedRun:
   def step(self) -> int:
     return int(self.state.step)
 
+  def inputs(self, seed: int, num: int, stream: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """`fixed_inputs` of this run."""
+    return fixed_inputs(self.variant, self.source, seed, num, stream)
+
 
 def load_run(workdir: Path, step: int | None = None) -> TrainedRun:
-  """The run's config.json and its latest (or `step`) checkpoint, on one device."""
+  """The run's config.json and its latest (or `step`) checkpoint, on one device. A
+  conditional run also opens its training data, for the attribute names and label rows."""
   config = run_dir.read_config(workdir)
-  setup = setup_from_config(config)
+  source = None
+  if config.model.condition != "none":
+    source = sources.create_source(config.data, config.seed)
+  setup = setup_from_config(config, source.attribute_names if source else ())
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   state = checkpointing.restore_state(workdir / "checkpoints", abstract_state(setup, sharding),
                                       step)
-  return TrainedRun(config, setup, state)
+  return TrainedRun(config, setup, state, source)
 
 
 def fixed_latents(variant: Variant, seed: int, num: int, stream: int | None = None
@@ -52,6 +65,32 @@ def fixed_latents(variant: Variant, seed: int, num: int, stream: int | None = No
   if stream is not None:
     key = jax.random.fold_in(key, stream)
   return np.asarray(variant.sample_latents(key, num))
+
+
+def fixed_inputs(variant: Variant, source: sources.Source | None, seed: int, num: int,
+                 stream: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+  """`fixed_latents`, and for a conditional variant the label rows of `num` training
+  examples drawn (with replacement) by the same seed and stream, so the attribute
+  combinations are those real faces have; None for an unconditional variant."""
+  z = fixed_latents(variant, seed, num, stream)
+  if not variant.conditional:
+    return z, None
+  rng = np.random.default_rng([seed] if stream is None else [seed, stream])
+  return z, sources.read_batch(source, rng.integers(len(source), size=num))["label"]
+
+
+def set_attributes(variant: Variant, labels_BA: np.ndarray | None,
+                   settings: Mapping[str, int]) -> np.ndarray:
+  """A copy of the label rows with the named attributes set to +1 or -1 in every row."""
+  if not variant.conditional:
+    raise ValueError("--attributes: this run is not conditional (model.condition=none)")
+  labels_BA = labels_BA.copy()
+  for name, value in settings.items():
+    check_name("--attributes: attribute", name, variant.attributes)
+    if value not in (1, -1):
+      raise ValueError(f"--attributes: {name}={value}; an attribute is set to 1 or -1")
+    labels_BA[:, variant.label_columns[variant.attributes.index(name)]] = value
+  return labels_BA
 
 
 @functools.lru_cache(maxsize=4)
@@ -92,14 +131,39 @@ def interpolation_latents(variant: Variant, seed: int, num_rows: int, num_cols: 
 
 
 def interpolation_grid(run: TrainedRun, seed: int, num_rows: int, num_cols: int) -> np.ndarray:
-  """A uint8 grid image: one slerp path per row."""
+  """A uint8 grid image: one slerp path per row (with one label row each, if conditional)."""
   z = interpolation_latents(run.variant, seed, num_rows, num_cols)
-  return summaries.image_grid(generate(run.variant, run.state, z), num_cols=num_cols)
+  _, labels = run.inputs(seed, num_rows)
+  if labels is not None:
+    labels = np.repeat(labels, num_cols, axis=0)
+  return summaries.image_grid(generate(run.variant, run.state, z, labels), num_cols=num_cols)
 
 
-def write_samples(run: TrainedRun, out_dir: Path, num: int, seed: int) -> None:
-  """`num` samples as out_dir/000000.png, 000001.png, ..."""
-  images = generate(run.variant, run.state, fixed_latents(run.variant, seed, num))
+def attribute_grid(run: TrainedRun, seed: int, num_rows: int) -> np.ndarray:
+  """A uint8 grid image of a conditional run: one latent and label row per row; the first
+  column as drawn, then one column per attribute of the run (in `variant.attributes`
+  order) with that attribute toggled."""
+  z, labels = run.inputs(seed, num_rows)
+  columns = [labels]
+  for column in run.variant.label_columns:
+    toggled = labels.copy()
+    toggled[:, column] = -toggled[:, column]
+    columns.append(toggled)
+  num_cols = len(columns)
+  # Row-major grid: row r holds latent r under every column's labels.
+  labels_grid = np.stack(columns, axis=1).reshape(num_rows * num_cols, -1)
+  images = generate(run.variant, run.state, np.repeat(z, num_cols, axis=0), labels_grid)
+  return summaries.image_grid(images, num_cols=num_cols)
+
+
+def write_samples(run: TrainedRun, out_dir: Path, num: int, seed: int,
+                  attributes: Mapping[str, int] | None = None) -> None:
+  """`num` samples as out_dir/000000.png, 000001.png, ...; `attributes` (a conditional
+  run's) are set in every label row, the others come from training examples."""
+  z, labels = run.inputs(seed, num)
+  if attributes:
+    labels = set_attributes(run.variant, labels, attributes)
+  images = generate(run.variant, run.state, z, labels)
   out_dir.mkdir(parents=True, exist_ok=True)
   for i, image in enumerate(images):
     files.write_png(out_dir / f"{i:06d}.png", image)

@@ -22,6 +22,8 @@ RESUMABLE_KEYS = frozenset({
 ADDED_KEYS = {
     "model.arch": "dcgan",
     "model.d_norm": "batch",
+    "model.condition": "none",
+    "model.attributes": "",
     "loss.name": "non_saturating",
     "loss.penalty": "none",
     "loss.penalty_weight": 10.0,

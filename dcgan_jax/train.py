@@ -48,14 +48,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   """Trains to `train.num_steps` (or `train.num_epochs`), returns the final.json contents."""
   start_time = time.time()
   workdir = Path(workdir)
-  setup = setup_from_config(config)  # checks the variant's names before anything is written
+  source = sources.create_source(config.data, config.seed)
+  # Checks the variant's names and combinations before anything is written.
+  setup = setup_from_config(config, source.attribute_names)
   is_main_process = jax.process_index() == 0
   if is_main_process:
     workdir.mkdir(parents=True, exist_ok=True)
   mesh = parallel.make_mesh()
   parallel.check_global_batch_size(config.train.batch_size, mesh)
 
-  source = sources.create_source(config.data, config.seed)
   num_steps = total_steps(config.train, len(source))
   manager = checkpointing.create_manager(workdir / "checkpoints", config.train.keep_checkpoints)
   has_checkpoints = manager.latest_step() is not None
@@ -68,12 +69,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   batch_sharding = parallel.batch_sharded(mesh)
   train_step = parallel.jit_train_step(functools.partial(steps.train_step, setup), mesh)
   variant = setup.variant
-  sample_noise = generate.fixed_latents(variant, config.seed, config.train.num_samples,
-                                        generate.SAMPLE_NOISE_STREAM)
+  sample_noise, sample_labels = generate.fixed_inputs(
+      variant, source, config.seed, config.train.num_samples, generate.SAMPLE_NOISE_STREAM)
   writer = summaries.MetricWriter(workdir, enabled=is_main_process)
 
   def write_samples(step: int) -> None:
-    images = generate.generate(variant, state, sample_noise)
+    images = generate.generate(variant, state, sample_noise, sample_labels)
     writer.write_sample_grid(step, summaries.image_grid(images))
 
   evaluator = best_manager = None
@@ -83,12 +84,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                                      inception_weights=config.eval.inception_weights)
     if evaluator.unavailable_reason and is_main_process:
       print(f"evaluating SWD only. {evaluator.unavailable_reason}", flush=True)
-    eval_noise = generate.fixed_latents(variant, config.seed, evaluator.num_samples,
-                                        generate.EVAL_NOISE_STREAM)
+    eval_noise, eval_labels = generate.fixed_inputs(
+        variant, source, config.seed, evaluator.num_samples, generate.EVAL_NOISE_STREAM)
     best_manager = checkpointing.create_best_manager(workdir / "checkpoints_best")
 
   def evaluate(step: int) -> None:
-    scores = evaluator(generate.generate(variant, state, eval_noise))
+    scores = evaluator(generate.generate(variant, state, eval_noise, eval_labels))
     writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
     checkpointing.save_best(best_manager, state, scores[evaluation.selection_metric(scores)])
 

@@ -3,7 +3,7 @@
 import dataclasses
 import functools
 import hashlib
-from typing import Any
+from typing import Any, Sequence
 
 import flax
 import jax
@@ -66,10 +66,13 @@ class GanSetup:
   augment: tuple[str, ...] = ()  # DiffAugment policy applied to everything D sees
 
 
-def setup_from_config(config: ml_collections.ConfigDict) -> GanSetup:
+def setup_from_config(config: ml_collections.ConfigDict,
+                      attribute_names: Sequence[str] = ()) -> GanSetup:
+  """The setup of `config`; `attribute_names` are the training data's label names, which
+  a conditional variant picks its attributes from."""
   train = config.train
   return GanSetup(
-      variant=variant_from_config(config),
+      variant=variant_from_config(config, attribute_names),
       g_optimizer=optax.adam(train.g_lr, b1=train.g_beta1, b2=train.g_beta2),
       d_optimizer=optax.adam(train.d_lr, b1=train.d_beta1, b2=train.d_beta2),
       d_steps=train.d_steps,

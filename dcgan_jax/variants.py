@@ -7,7 +7,7 @@ name a concrete network or loss. Parts are found by config name in the registrie
 """
 
 import dataclasses
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -31,6 +31,13 @@ class Variant:
   loss: losses.Loss
   z_dim: int
   resolution: int
+  # A conditional variant's attributes and where each sits in the data's label rows.
+  attributes: tuple[str, ...] = ()
+  label_columns: tuple[int, ...] = ()
+
+  @property
+  def conditional(self) -> bool:
+    return bool(self.attributes)
 
   def sample_latents(self, key: jax.Array, num: int) -> jax.Array:
     """(num, z_dim) standard normal latents."""
@@ -39,22 +46,34 @@ class Variant:
   def init_variables(self, g_key: jax.Array, d_key: jax.Array) -> tuple[PyTree, PyTree]:
     """Fresh variables {'params', 'batch_stats'} of the generator and the discriminator;
     'batch_stats' (the mutable state) is empty for a network without any."""
-    z = jnp.zeros((1, self.z_dim), jnp.float32)
+    z = jnp.zeros((1, self.z_dim + len(self.attributes)), jnp.float32)
     x = jnp.zeros((1, self.resolution, self.resolution, 3), jnp.float32)
+    y = (jnp.zeros((1, len(self.attributes)), jnp.float32),) if self.conditional else ()
     return ({"batch_stats": {}, **self.generator.init(g_key, z, train=False)},
-            {"batch_stats": {}, **self.discriminator.init(d_key, x, train=False)})
+            {"batch_stats": {}, **self.discriminator.init(d_key, x, *y, train=False)})
 
-  def generate(self, g_params: PyTree, g_state: PyTree, z: jax.Array, labels: jax.Array, *,
-               train: bool = True) -> tuple[jax.Array, PyTree]:
-    """Images in [-1, 1] from latents (and, for a conditional variant, labels)."""
-    del labels  # unconditional
-    return _apply(self.generator, g_params, g_state, z, train)
+  def condition(self, labels: jax.Array) -> jax.Array:
+    """float32 (B, len(attributes)): the +1/-1 attributes the variant is conditioned on,
+    taken from the data's label rows (B, A)."""
+    return labels[:, jnp.array(self.label_columns, jnp.int32)].astype(jnp.float32)
+
+  def generate(self, g_params: PyTree, g_state: PyTree, z: jax.Array,
+               labels: jax.Array | None, *, train: bool = True) -> tuple[jax.Array, PyTree]:
+    """Images in [-1, 1] from latents and, for a conditional variant, the data's label
+    rows: the generator's input is z with the chosen attributes concatenated."""
+    if self.conditional:
+      z = jnp.concatenate([z, self.condition(labels)], axis=-1)
+    return _apply(self.generator, g_params, g_state, (z,), train)
 
   def discriminate(self, d_params: PyTree, d_state: PyTree, batch: Batch, *,
                    train: bool = True) -> tuple[jax.Array, PyTree]:
-    """The discriminator's outputs on batch["image"] (and, if conditional, its labels).
-    Train mode by default: then it is the `losses.Critic` the losses are given."""
-    return _apply(self.discriminator, d_params, d_state, batch["image"], train)
+    """The discriminator's outputs on batch["image"] (and, if conditional, on the chosen
+    attributes of batch["label"], through its projection head). Train mode by default:
+    then it is the `losses.Critic` the losses are given."""
+    inputs = (batch["image"],)
+    if self.conditional:
+      inputs += (self.condition(batch["label"]),)
+    return _apply(self.discriminator, d_params, d_state, inputs, train)
 
   def discriminator_features(self, d_params: PyTree, d_state: PyTree, images: jax.Array
                              ) -> list[tuple[str, jax.Array]]:
@@ -77,12 +96,12 @@ class Variant:
     return [(path, value) for path, value in found if path]
 
 
-def _apply(module: nn.Module, params: PyTree, state: PyTree, x: jax.Array, train: bool
-           ) -> tuple[jax.Array, PyTree]:
+def _apply(module: nn.Module, params: PyTree, state: PyTree, inputs: tuple[jax.Array, ...],
+           train: bool) -> tuple[jax.Array, PyTree]:
   variables = {"params": params, "batch_stats": state}
   if not train:
-    return module.apply(variables, x, train=False), state
-  out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"])
+    return module.apply(variables, *inputs, train=False), state
+  out, updates = module.apply(variables, *inputs, train=True, mutable=["batch_stats"])
   return out, updates.get("batch_stats", state)
 
 
@@ -154,7 +173,32 @@ def _check_combination(config: ml_collections.ConfigDict) -> None:
                      f"layer, spectral or none")
 
 
-def variant_from_config(config: ml_collections.ConfigDict) -> Variant:
+CONDITIONS = ("none", "attributes")
+
+
+def _conditioning(config: ml_collections.ConfigDict, attribute_names: Sequence[str]
+                  ) -> tuple[tuple[str, ...], tuple[int, ...]]:
+  """`model.condition` and `model.attributes` (comma-separated; empty: every attribute of
+  the data), resolved against the data's attribute names: (names, columns)."""
+  if check_name("model.condition", config.model.condition, CONDITIONS) == "none":
+    return (), ()
+  if not attribute_names:
+    data = (f"data.dir {config.data.dir}" if config.data.source == "celeba"
+            else f"data.source={config.data.source}")
+    raise ValueError(f"model.condition=attributes needs images with attributes, but {data} "
+                     f"has none; prepare CelebA with its list_attr_celeba.txt or set "
+                     f"model.condition=none")
+  chosen = [name.strip() for name in config.model.attributes.split(",") if name.strip()]
+  for name in chosen:
+    check_name("model.attributes: attribute", name, attribute_names)
+  names = tuple(chosen) if chosen else tuple(attribute_names)
+  return names, tuple(list(attribute_names).index(name) for name in names)
+
+
+def variant_from_config(config: ml_collections.ConfigDict,
+                        attribute_names: Sequence[str] = ()) -> Variant:
+  """The config's variant. `attribute_names`: the label names of the training data, which
+  a conditional variant (`model.condition=attributes`) picks its attributes from."""
   build_networks = choose("model.arch", config.model.arch, ARCHITECTURES)
   loss = choose("loss.name", config.loss.name, LOSSES)
   penalty = choose("loss.penalty", config.loss.penalty, penalties.PENALTIES)
@@ -162,5 +206,7 @@ def variant_from_config(config: ml_collections.ConfigDict) -> Variant:
   _check_combination(config)
   if penalty is not None:
     loss = penalties.with_penalty(loss, penalty, config.loss.penalty_weight)
+  attributes, label_columns = _conditioning(config, attribute_names)
   return Variant(generator=generator, discriminator=discriminator, loss=loss,
-                 z_dim=config.model.z_dim, resolution=config.data.resolution)
+                 z_dim=config.model.z_dim, resolution=config.data.resolution,
+                 attributes=attributes, label_columns=label_columns)

@@ -38,7 +38,7 @@ def main(argv: list[str]) -> None:
   if evaluator.unavailable_reason:
     print(f"FID, KID and IS unavailable. {evaluator.unavailable_reason}", file=sys.stderr)
   fakes = generate.generate(run.variant, run.state,
-                            generate.fixed_latents(run.variant, _SEED.value, evaluator.num_samples))
+                            *run.inputs(_SEED.value, evaluator.num_samples))
   result = {"step": run.step, "num_samples": evaluator.num_samples, **evaluator(fakes)}
   files.write_json(workdir / f"eval_step{run.step:07d}.json", result)
   print(json.dumps(result))

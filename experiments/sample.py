@@ -2,9 +2,12 @@
 
   python -m experiments.sample --workdir DIR --num 64 --out_dir OUT [--seed 0] [--step K]
   python -m experiments.sample --workdir DIR --out_dir OUT --interpolate
+  python -m experiments.sample --workdir DIR --num 16 --out_dir OUT --attributes Male=1,Smiling=-1
 
 Images go to OUT/000000.png, OUT/000001.png, ...; with --interpolate, one grid
-OUT/interpolation.png of latent paths (one per row) instead.
+OUT/interpolation.png of latent paths (one per row) instead. A conditional run
+(model.condition=attributes) draws each image's attributes from a training face;
+--attributes sets the named ones (1 present, -1 absent) and keeps the others.
 """
 
 import sys
@@ -22,6 +25,19 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest
 _INTERPOLATE = flags.DEFINE_bool("interpolate", False, "Write a slerp interpolation grid.")
 _ROWS = flags.DEFINE_integer("rows", 8, "Interpolation paths (grid rows).")
 _COLS = flags.DEFINE_integer("cols", 10, "Steps along each path (grid columns).")
+_ATTRIBUTES = flags.DEFINE_list(
+    "attributes", [], "A conditional run's attributes to set, e.g. Male=1,Eyeglasses=-1.")
+
+
+def parse_attributes(settings: list[str]) -> dict[str, int]:
+  """["Male=1", "Eyeglasses=-1"] -> {"Male": 1, "Eyeglasses": -1}."""
+  parsed = {}
+  for setting in settings:
+    name, _, value = setting.partition("=")
+    if value.strip() not in ("1", "-1", "+1"):
+      raise ValueError(f"--attributes: expected NAME=1 or NAME=-1, got {setting!r}")
+    parsed[name.strip()] = int(value)
+  return parsed
 
 
 def main(argv: list[str]) -> None:
@@ -29,7 +45,13 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.ERROR)
   try:
+    attributes = parse_attributes(_ATTRIBUTES.value)
+    if attributes and _INTERPOLATE.value:
+      raise ValueError("--attributes sets the attributes of samples; leave it out with "
+                       "--interpolate")
     run = generate.load_run(Path(_WORKDIR.value), _STEP.value)
+    if attributes:  # checked before anything is written
+      generate.set_attributes(run.variant, run.inputs(_SEED.value, 1)[1], attributes)
   except (ValueError, FileNotFoundError) as error:
     sys.exit(f"error: {error}")
   out_dir = Path(_OUT_DIR.value)
@@ -38,7 +60,7 @@ def main(argv: list[str]) -> None:
     files.write_png(out_dir / "interpolation.png", grid)
     print(f"wrote {out_dir / 'interpolation.png'} (step {run.step})")
     return
-  generate.write_samples(run, out_dir, _NUM.value, _SEED.value)
+  generate.write_samples(run, out_dir, _NUM.value, _SEED.value, attributes)
   print(f"wrote {_NUM.value} images to {out_dir} (step {run.step})")
 
 

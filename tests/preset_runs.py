@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dcgan_jax import train
 
-PRESETS = ("dcgan", "dcgan_ttur", "lsgan", "wgan_gp", "sngan", "sngan_resnet", "mlp_gan")
+PRESETS = ("dcgan", "dcgan_ttur", "lsgan", "wgan_gp", "sngan", "sngan_resnet", "mlp_gan",
+           "cdcgan")
 NUM_STEPS = 2
 
 

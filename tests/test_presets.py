@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dcgan_jax import variants
+from dcgan_jax.data import synthetic_faces
 from experiments.configs import celeba64, dcgan
 from tests.preset_runs import NUM_STEPS, PRESETS, tiny_preset, train_presets
 
@@ -22,10 +23,12 @@ def test_celeba64_is_the_dcgan_preset():
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_trains_its_tiny_variant(name, tmp_path):
   config, full = tiny_preset(name), _preset(name)
-  variants.variant_from_config(full)  # the full-size preset is a valid combination too
+  # The full-size preset is a valid combination too (a conditional one, on labelled faces).
+  variants.variant_from_config(full, synthetic_faces.ATTRIBUTE_NAMES)
   # `:tiny` shrinks sizes and length only; what makes the preset itself stays.
   assert config.loss.to_dict() == full.loss.to_dict()
   assert config.model.d_norm == full.model.d_norm
+  assert config.model.condition == full.model.condition
   for key in ("d_steps", "g_lr", "d_lr", "g_beta1", "d_beta2"):
     assert config.train[key] == full.train[key]
   final = train_presets(tmp_path, [name])[name]

@@ -75,14 +75,16 @@ D_NORMS = ("batch", "spectral", "layer", "none")
 
 
 class Discriminator(nn.Module):
-  """images (B, R, R, 3) in [-1, 1] -> logits (B,), float32.
+  """images (B, R, R, 3) in [-1, 1] (and, if conditional, attributes (B, A) in +1/-1)
+  -> logits (B,), float32.
 
   `norm` (`model.d_norm`): "batch", BatchNorm after every convolution but the first and
   the last (the paper's); "layer", LayerNorm over each sample's (H, W, C) in the same
   places (the WGAN-GP critic's, which must treat samples independently); "spectral",
   every convolution's kernel divided by its largest singular value, estimated by one
   power iteration per call whose vector is kept in the `batch_stats` collection (Miyato
-  et al. 2018), and no other normalisation; "none".
+  et al. 2018), and no other normalisation; "none". With attributes, a projection head
+  on the final 4x4 features adds the attribute term (`layers.projection`).
   """
 
   nf: int = 64
@@ -91,7 +93,8 @@ class Discriminator(nn.Module):
   norm: str = "batch"
 
   @nn.compact
-  def __call__(self, x_BHWC: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x_BHWC: jax.Array, labels_BA: jax.Array | None = None, *,
+               train: bool) -> jax.Array:
     n = num_blocks(x_BHWC.shape[1])
 
     def conv(features: int, op, index: int, x: jax.Array) -> jax.Array:
@@ -113,5 +116,6 @@ class Discriminator(nn.Module):
       if i > 0:
         x = normalise(x)
       x = nn.leaky_relu(x, 0.2)
-    x = conv(1, layers.reduce_4x4_to_1x1, n, x)
-    return x.reshape(x.shape[0]).astype(jnp.float32)
+    logits = conv(1, layers.reduce_4x4_to_1x1, n, x).reshape(x.shape[0]).astype(jnp.float32)
+    return logits + layers.projection(labels_BA, x.reshape(x.shape[0], -1), layers.CONV_STDDEV,
+                                      self.norm == "spectral", train)

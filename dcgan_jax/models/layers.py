@@ -27,9 +27,12 @@ import numpy as np
 _CHANNELS_LAST = ("NHWC", "HWIO", "NHWC")
 IMPLS = ("fast", "reference")
 
+CONV_STDDEV = 0.02
+
+
 def conv_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
   """N(0, 0.02), the DCGAN paper's initialisation for every convolution."""
-  return 0.02 * jax.random.normal(key, shape, dtype)
+  return CONV_STDDEV * jax.random.normal(key, shape, dtype)
 
 
 # Taps of the 4-tap transposed-conv kernel that reach output phase (even, odd) from the
@@ -120,3 +123,25 @@ class Conv4x4(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", conv_init, (4, 4, x.shape[-1], self.features), jnp.float32)
     return self.op(x.astype(self.dtype), kernel.astype(self.dtype), self.impl)
+
+
+def projection(labels_BA: jax.Array | None, features_BF: jax.Array, stddev: float,
+               spectral: bool, train: bool) -> jax.Array:
+  """The projection discriminator's class term (Miyato & Koyama 2018), (B,): the inner
+  product of each sample's final features with an embedding of its attributes, y V,
+  for +1/-1 attribute vectors y (the sum of one embedding row per attribute, signed).
+  Zero without labels. Called inside a discriminator's compact `__call__`; the embedding
+  is spectrally normalised like the rest of a spectral-norm discriminator.
+
+  `stddev` is that of the final layer's weights: V starts at N(0, stddev^2 / A), so y V
+  (a sum of A rows) has the final layer's scale and, at initialisation, the attribute
+  term is no larger than the unconditional logit whatever the number of attributes."""
+  if labels_BA is None:
+    return jnp.zeros(features_BF.shape[:1], jnp.float32)
+  init = nn.initializers.normal(stddev / np.sqrt(labels_BA.shape[-1]))
+  embed = nn.Dense(features_BF.shape[-1], use_bias=False, kernel_init=init, name="Projection")
+  if spectral:
+    embedded = nn.SpectralNorm(embed)(labels_BA, update_stats=train)
+  else:
+    embedded = embed(labels_BA)
+  return jnp.sum(embedded * features_BF, axis=-1).astype(jnp.float32)

@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dcgan_jax.models import layers
+
 # What `model.d_norm` may be: these networks normalise nothing.
 D_NORMS = ("none",)
 
@@ -33,15 +35,19 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-  """images (B, R, R, 3) in [-1, 1] -> logits (B,), float32."""
+  """images (B, R, R, 3) in [-1, 1] (and, if conditional, attributes (B, A) in +1/-1)
+  -> logits (B,), float32; attributes enter through a projection head on the last
+  hidden layer."""
 
   hidden: int = 256
   num_layers: int = 3
 
   @nn.compact
-  def __call__(self, x_BHWC: jax.Array, train: bool) -> jax.Array:
-    del train
+  def __call__(self, x_BHWC: jax.Array, labels_BA: jax.Array | None = None, *,
+               train: bool) -> jax.Array:
     x = x_BHWC.reshape(x_BHWC.shape[0], -1)
     for i in reversed(range(self.num_layers)):
       x = nn.leaky_relu(nn.Dense(self.hidden * 2**i)(x), 0.2)
-    return nn.Dense(1)(x).reshape(-1)
+    # Dense's default (LeCun normal) initialisation of the final layer: stddev 1/sqrt(fan in).
+    attribute_term = layers.projection(labels_BA, x, x.shape[-1]**-0.5, False, train)
+    return nn.Dense(1)(x).reshape(-1) + attribute_term

@@ -19,9 +19,12 @@ discriminator never has batch normalisation.
 """
 
 import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from dcgan_jax.models import layers
 
 # What `model.d_norm` may be: the discriminator never has batch or layer normalisation.
 D_NORMS = ("spectral", "none")
@@ -114,13 +117,16 @@ class DiscriminatorBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-  """images (B, R, R, 3) in [-1, 1] -> logits (B,), float32."""
+  """images (B, R, R, 3) in [-1, 1] (and, if conditional, attributes (B, A) in +1/-1)
+  -> logits (B,), float32; attributes enter through a projection head on the pooled
+  features, as in Miyato & Koyama's conditional SNGAN."""
 
   nf: int = 64
   norm: str = "spectral"
 
   @nn.compact
-  def __call__(self, x_BHWC: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x_BHWC: jax.Array, labels_BA: jax.Array | None = None, *,
+               train: bool) -> jax.Array:
     n = num_blocks(x_BHWC.shape[1])
     spectral = self.norm == "spectral"
     x = DiscriminatorBlock(self.nf, first=True, spectral=spectral)(x_BHWC, train)
@@ -128,4 +134,7 @@ class Discriminator(nn.Module):
       x = DiscriminatorBlock(self.nf * 2**i, first=False, spectral=spectral)(x, train)
     x = jnp.sum(nn.relu(x), axis=(1, 2))
     dense = nn.Dense(1, kernel_init=_xavier(1.0), name="Dense_0")
-    return _apply_layer(dense, x, spectral, train).reshape(-1).astype(jnp.float32)
+    logits = _apply_layer(dense, x, spectral, train).reshape(-1).astype(jnp.float32)
+    # The final layer's Xavier initialisation has variance 2 / (fan in + fan out).
+    stddev = math.sqrt(2 / (x.shape[-1] + 1))
+    return logits + layers.projection(labels_BA, x, stddev, spectral, train)

@@ -5,6 +5,7 @@
   samples.png, progress.gif   the fixed-noise grid: the last one, and all of them in order
   real_vs_fake.png            training images beside generated ones
   interpolation.png           slerp paths through the latent space
+  attributes.png              a conditional run's faces with each attribute toggled
   discriminator_features.png  what D's first feature maps respond to, real and fake
   nearest_neighbours.png      generated faces beside their closest training images
 """
@@ -24,6 +25,7 @@ NUM_NEIGHBOUR_QUERIES = 8
 MAX_NEIGHBOUR_CANDIDATES = 20_000
 NUM_FEATURE_IMAGES = 4  # of each kind, real and generated
 INTERPOLATION_ROWS, INTERPOLATION_COLS = 8, 10
+ATTRIBUTE_ROWS = 6
 
 
 def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
@@ -65,8 +67,7 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
 
   real_indices = rng.choice(len(source), min(NUM_REAL_VS_FAKE, len(source)), replace=False)
   real = sources.read_images(source, real_indices)
-  fake = generate.generate(run.variant, run.state,
-                           generate.fixed_latents(run.variant, seed, NUM_REAL_VS_FAKE))
+  fake = generate.generate(run.variant, run.state, *run.inputs(seed, NUM_REAL_VS_FAKE))
   write_figure("real_vs_fake.png", figures.real_vs_fake_figure(real, fake, run.step),
                "Randomly chosen training images (left) beside generated faces (right).")
 
@@ -74,6 +75,14 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
                   generate.interpolation_grid(run, seed, INTERPOLATION_ROWS, INTERPOLATION_COLS))
   images.append(("interpolation.png", "Each row walks the latent space along a great circle "
                                       "(slerp) between two random points."))
+
+  if run.variant.conditional:
+    files.write_png(report_dir / "attributes.png",
+                    generate.attribute_grid(run, seed, ATTRIBUTE_ROWS))
+    images.append(("attributes.png",
+                   "Each row is one latent and the attributes of a training face (first "
+                   "column); each further column toggles one attribute, in this order: "
+                   f"{', '.join(run.variant.attributes)}."))
 
   feature_real, feature_fake = real[:NUM_FEATURE_IMAGES], fake[:NUM_FEATURE_IMAGES]
   feature_inputs = np.concatenate([feature_real, feature_fake])

@@ -24,6 +24,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.arch = "dcgan"  # generator and discriminator networks (dcgan_jax.variants)
   config.model.d_norm = "batch"  # discriminator normalisation: batch, spectral, layer, none
+  # none, or attributes: G and D are given each image's attributes (CelebA's 40, or the
+  # comma-separated subset in model.attributes; empty means all the data has).
+  config.model.condition = "none"
+  config.model.attributes = ""
   config.model.nf = 64
   config.model.z_dim = 100
   config.model.dtype = "float32"  # compute dtype; params and optimiser stay float32

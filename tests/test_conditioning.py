@@ -1,0 +1,189 @@
+"""Conditioning on attributes: the generator's input, the projection discriminator, label
+rows drawn from the data, the sample CLI's --attributes and the report's attribute grid."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from dcgan_jax import generate, summaries, train
+from dcgan_jax.data import sources, synthetic_faces
+from dcgan_jax.variants import variant_from_config
+from experiments.configs import cdcgan
+from tests.cli import run_module
+from tests.runs import tiny_config
+
+NAMES = synthetic_faces.ATTRIBUTE_NAMES
+
+
+def conditional_config(arch: str = "dcgan", attributes: str = "", d_norm: str = "none"):
+  config = tiny_config({"model.condition": "attributes", "model.attributes": attributes,
+                        "model.arch": arch, "model.d_norm": d_norm})
+  if arch == "resnet":
+    config.data.resolution = 32
+  return config
+
+
+def _random_labels(key: jax.Array, num: int, width: int) -> jax.Array:
+  return jnp.where(jax.random.bernoulli(key, shape=(num, width)), 1, -1).astype(jnp.int8)
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "mlp", "resnet"])
+def test_projection_is_the_inner_product_of_embedded_attributes_with_the_final_features(arch):
+  """With the embedding's every row set to the final layer's weights w, the projection
+  term is sum(y) <w, h>, so D(x, y) - b = (1 + sum(y)) (D(x, no labels) - b): it holds
+  only if the head reads exactly the features the final layer reads."""
+  variant = variant_from_config(conditional_config(arch), NAMES)
+  g_vars, d_vars = variant.init_variables(jax.random.PRNGKey(0), jax.random.PRNGKey(1))
+  del g_vars
+  params = d_vars["params"]
+  final = {"dcgan": f"Conv_{len([k for k in params if k.startswith('Conv_')]) - 1}",
+           "mlp": f"Dense_{len([k for k in params if k.startswith('Dense_')]) - 1}",
+           "resnet": "Dense_0"}[arch]
+  w = params[final]["kernel"].reshape(-1)
+  bias = params[final].get("bias", jnp.zeros(1))[0]
+  num_attributes = len(NAMES)
+  params = {**params, "Projection": {"kernel": jnp.tile(w, (num_attributes, 1))}}
+  x = jax.random.uniform(jax.random.PRNGKey(2), (5, variant.resolution, variant.resolution, 3),
+                         minval=-1, maxval=1)
+  labels = _random_labels(jax.random.PRNGKey(3), 5, num_attributes)
+  with_labels, _ = variant.discriminate(params, d_vars["batch_stats"],
+                                        {"image": x, "label": labels}, train=False)
+  plain = variant.discriminator.apply({"params": params, "batch_stats": d_vars["batch_stats"]},
+                                      x, train=False)
+  expected = (1 + labels.sum(axis=1)) * (plain - bias) + bias
+  np.testing.assert_allclose(with_labels, expected, rtol=1e-4, atol=1e-4)
+  assert np.ptp(np.asarray(labels.sum(axis=1))) > 0  # the rows differ, so the test can fail
+
+
+def test_only_the_chosen_attributes_reach_the_networks():
+  variant = variant_from_config(conditional_config(attributes="Smiling,Eyeglasses"), NAMES)
+  assert variant.attributes == ("Smiling", "Eyeglasses")
+  assert variant.label_columns == (NAMES.index("Smiling"), NAMES.index("Eyeglasses"))
+  g_vars, d_vars = variant.init_variables(jax.random.PRNGKey(0), jax.random.PRNGKey(1))
+  z = variant.sample_latents(jax.random.PRNGKey(2), 4)
+  x = jax.random.uniform(jax.random.PRNGKey(3), (4, 16, 16, 3), minval=-1, maxval=1)
+  labels = _random_labels(jax.random.PRNGKey(4), 4, len(NAMES))
+
+  def outputs(labels):
+    images, _ = variant.generate(g_vars["params"], g_vars["batch_stats"], z, labels,
+                                 train=False)
+    logits, _ = variant.discriminate(d_vars["params"], d_vars["batch_stats"],
+                                     {"image": x, "label": labels}, train=False)
+    return np.asarray(images), np.asarray(logits)
+
+  base = outputs(labels)
+  for name in NAMES:
+    flipped = outputs(labels.at[:, NAMES.index(name)].multiply(-1))
+    chosen = name in variant.attributes
+    assert (not np.allclose(base[0], flipped[0])) == chosen, name
+    assert (not np.allclose(base[1], flipped[1])) == chosen, name
+
+
+def test_all_attributes_of_the_data_by_default_and_bad_names_refused():
+  assert variant_from_config(conditional_config(), NAMES).attributes == NAMES
+  with pytest.raises(ValueError, match=r"^model.attributes: attribute 'Male' is unknown; "
+                                       r"expected one of: Bald, Bangs"):
+    variant_from_config(conditional_config(attributes="Smiling,Male"), NAMES)
+  with pytest.raises(ValueError, match=r"^model.condition 'classes' is unknown"):
+    variant_from_config(tiny_config({"model.condition": "classes"}), NAMES)
+  with pytest.raises(ValueError, match="^model.condition=attributes needs images with "
+                                       "attributes, but data.dir /faces has none"):
+    variant_from_config(tiny_config({"model.condition": "attributes", "data.source": "celeba",
+                                     "data.dir": "/faces"}), [])
+
+
+def test_label_rows_are_rows_of_the_training_data_drawn_by_seed():
+  config = conditional_config()
+  variant = variant_from_config(config, NAMES)
+  source = sources.create_source(config.data, config.seed)
+  z, labels = generate.fixed_inputs(variant, source, seed=3, num=40, stream=1)
+  all_rows = {row.tobytes() for row in sources.read_batch(source, np.arange(len(source)))["label"]}
+  assert labels.shape == (40, len(NAMES)) and z.shape == (40, config.model.z_dim)
+  assert all(row.tobytes() in all_rows for row in labels)
+  assert len({row.tobytes() for row in labels}) > 1
+  again = generate.fixed_inputs(variant, source, seed=3, num=40, stream=1)[1]
+  other = generate.fixed_inputs(variant, source, seed=3, num=40, stream=2)[1]
+  np.testing.assert_array_equal(labels, again)
+  assert not np.array_equal(labels, other)
+  unconditional = variant_from_config(tiny_config(), NAMES)
+  assert generate.fixed_inputs(unconditional, source, seed=3, num=40, stream=1)[1] is None
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+  """A tiny conditional DCGAN (the cdcgan preset) trained on the synthetic faces."""
+  config = cdcgan.get_config("tiny")
+  config.data.source = "synthetic"
+  workdir = tmp_path_factory.mktemp("cdcgan")
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def test_sample_cli_sets_the_named_attributes_and_keeps_the_others(conditional_run, tmp_path):
+  run_module("experiments.sample", "--workdir", conditional_run, "--num", 6, "--out_dir",
+             tmp_path / "glasses", "--seed", 5, "--attributes", "Eyeglasses=1,Smiling=-1")
+  written = np.stack([np.asarray(Image.open(tmp_path / "glasses" / f"{i:06d}.png"))
+                      for i in range(6)])
+  run = generate.load_run(conditional_run)
+  z, drawn = run.inputs(5, 6)
+  expected_labels = drawn.copy()
+  expected_labels[:, NAMES.index("Eyeglasses")] = 1
+  expected_labels[:, NAMES.index("Smiling")] = -1
+  np.testing.assert_array_equal(written, generate.generate(run.variant, run.state, z,
+                                                           expected_labels))
+  assert not np.array_equal(written, generate.generate(run.variant, run.state, z, drawn))
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("Male=1", "--attributes: attribute 'Male' is unknown; expected one of: Bald"),
+    ("Eyeglasses=2", "--attributes: expected NAME=1 or NAME=-1, got 'Eyeglasses=2'"),
+])
+def test_sample_cli_refuses_bad_attributes_before_writing(conditional_run, tmp_path, flag,
+                                                          message):
+  result = run_module("experiments.sample", "--workdir", conditional_run, "--out_dir",
+                      tmp_path / "out", "--attributes", flag, check=False)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+  assert not (tmp_path / "out").exists()
+
+
+def test_attributes_of_an_unconditional_run_are_refused(tiny_run):
+  run = generate.load_run(tiny_run)
+  with pytest.raises(ValueError, match=r"^--attributes: this run is not conditional"):
+    generate.write_samples(run, tiny_run / "never", 2, 0, {"Smiling": 1})
+
+
+def test_attribute_grid_toggles_one_attribute_per_column(conditional_run):
+  run = generate.load_run(conditional_run)
+  rows = 3
+  grid = generate.attribute_grid(run, seed=1, num_rows=rows)
+  z, labels = run.inputs(1, rows)
+  expected = []
+  for r in range(rows):
+    expected.append(labels[r])
+    for column in range(len(NAMES)):
+      toggled = labels[r].copy()
+      toggled[column] *= -1
+      expected.append(toggled)
+  images = generate.generate(run.variant, run.state, np.repeat(z, len(NAMES) + 1, axis=0),
+                             np.stack(expected))
+  np.testing.assert_array_equal(grid, summaries.image_grid(images, num_cols=len(NAMES) + 1))
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "mlp", "resnet"])
+@pytest.mark.parametrize("num_attributes", [4, 40])
+def test_attribute_term_starts_at_the_scale_of_the_logit_for_any_number_of_attributes(
+    arch, num_attributes):
+  names = [f"attribute_{i}" for i in range(num_attributes)]
+  variant = variant_from_config(conditional_config(arch), names)
+  _, d_vars = variant.init_variables(jax.random.PRNGKey(0), jax.random.PRNGKey(1))
+  x = jax.random.uniform(jax.random.PRNGKey(2), (64, variant.resolution, variant.resolution, 3),
+                         minval=-1, maxval=1)
+  labels = _random_labels(jax.random.PRNGKey(3), 64, num_attributes)
+  variables = {"params": d_vars["params"], "batch_stats": d_vars["batch_stats"]}
+  plain = variant.discriminator.apply(variables, x, train=False)
+  term = variant.discriminator.apply(variables, x, variant.condition(labels), train=False) - plain
+  ratio = float(jnp.sqrt(jnp.mean(term**2) / jnp.mean(plain**2)))
+  assert 0.1 < ratio < 10, ratio
