@@ -3,6 +3,7 @@
 import io
 import json
 import pickle
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -12,9 +13,9 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 
-from dcgan_jax import train
+from dcgan_jax import generate, train
 from dcgan_jax.data import celeba_prepare, pipeline, shards
-from experiments.configs import celeba64
+from experiments.configs import cdcgan, celeba64
 from tests.cli import run_module
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_sample"
@@ -357,6 +358,38 @@ def test_training_on_prepared_faces_with_their_attributes(sample, tmp_path):
   final = train.train_and_evaluate(config, tmp_path / "run")
   assert final["step"] == 4 and np.isfinite(final["metrics"]["d_loss"])
   assert (tmp_path / "run" / "samples" / "step_0000004.png").exists()
+
+
+def test_conditional_training_on_prepared_faces_and_sampling_with_attributes(sample, tmp_path):
+  root, _, _ = sample
+  celeba_prepare.prepare(_only(root, "img_align_celeba", "list_attr_celeba.txt"),
+                         tmp_path / "data", CONFIG)
+  config = cdcgan.get_config("tiny")
+  config.data.dir, config.train.num_steps = str(tmp_path / "data"), 4
+  config.model.attributes = "Male,Eyeglasses,Smiling"
+  final = train.train_and_evaluate(config, tmp_path / "run")
+  assert final["step"] == 4 and np.isfinite(final["metrics"]["d_loss"])
+  run = generate.load_run(tmp_path / "run")
+  names = shards.PreparedImages(tmp_path / "data").attribute_names
+  assert run.variant.label_columns == tuple(names.index(n) for n in ("Male", "Eyeglasses",
+                                                                     "Smiling"))
+  # The projection's embedding has one row per chosen attribute.
+  assert run.state.d_params["Projection"]["kernel"].shape[0] == 3
+  generate.write_samples(run, tmp_path / "men", 3, seed=0, attributes={"Male": 1})
+  assert len(list((tmp_path / "men").iterdir())) == 3
+
+
+def test_conditioning_on_shards_without_attributes_is_refused_before_writing(sample, tmp_path):
+  root, _, _ = sample
+  celeba_prepare.prepare(_only(root, "img_align_celeba.zip") / "img_align_celeba.zip",
+                         tmp_path / "data", CONFIG)
+  config = cdcgan.get_config("tiny")
+  config.data.dir = str(tmp_path / "data")
+  with pytest.raises(ValueError, match="^" + re.escape(
+      f"model.condition=attributes needs images with attributes, but data.dir "
+      f"{tmp_path / 'data'} has none")):
+    train.train_and_evaluate(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
 
 
 def test_training_without_prepared_data_tells_the_prepare_command(tmp_path):
