@@ -11,12 +11,17 @@ import numpy as np
 from PIL import Image
 
 
+def temporary_name(name: str) -> str:
+  """The name `atomic_path` writes `name` under before renaming it."""
+  return f".{name}.tmp"
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
   """A temporary name beside `path` to write to; when the block ends without an error,
   the file is synced to disk and renamed over `path`. An interrupted write leaves the old
   file (or none), never a truncated one."""
-  tmp = path.with_name(f".{path.name}.tmp")
+  tmp = path.with_name(temporary_name(path.name))
   yield tmp
   with open(tmp, "rb+") as f:
     os.fsync(f.fileno())

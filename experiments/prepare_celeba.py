@@ -5,9 +5,11 @@
 --src may be the official img_align_celeba.zip, the extracted img_align_celeba/
 folder, the folder holding either plus list_attr_celeba.txt and list_eval_partition.txt
 (or Kaggle's .csv versions), or any folder of PNG/JPEG faces. Re-running after an
-interruption finishes the work; the record format is documented in dcgan_jax/data/shards.py.
+interruption (Ctrl-C, SIGTERM or SIGKILL) finishes the work; the record format is
+documented in dcgan_jax/data/shards.py.
 """
 
+import signal
 import sys
 from pathlib import Path
 
@@ -25,6 +27,11 @@ _NUM_WORKERS = flags.DEFINE_integer("num_workers", None,
                                     "Decoding processes (default: all cores this process can use).")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+  del frame
+  raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -35,11 +42,17 @@ def main(argv: list[str]) -> None:
     sys.exit(2)
   config = celeba_prepare.PrepareConfig(resolution=_RESOLUTION.value, crop=_CROP.value,
                                 num_shards=_NUM_SHARDS.value, split=_SPLIT.value)
+  # SIGTERM, like Ctrl-C, raises: prepare then stops its workers before this process ends.
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, _interrupt)
   try:
     celeba_prepare.prepare(Path(_SRC.value), Path(_OUT.value), config, _NUM_WORKERS.value)
   except celeba_prepare.PrepareError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt as stopped:
+    print(f"stopped by {stopped}; run the same command to finish", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -2,21 +2,27 @@
 
 import io
 import json
+import os
 import pickle
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 
-from dcgan_jax import generate, train
+from dcgan_jax import files, generate, train
 from dcgan_jax.data import celeba_prepare, pipeline, shards
 from experiments.configs import cdcgan, celeba64
-from tests.cli import run_module
+from tests.cli import REPO, run_module
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_sample"
 NUM_IMAGES = 60
@@ -81,6 +87,61 @@ def _all_images(out: Path, split: str = "train") -> np.ndarray:
 
 def _shard_bytes(out: Path) -> dict[str, bytes]:
   return {p.name: p.read_bytes() for p in sorted(out.glob("*.array_record"))}
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+  return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _file_bytes(image: Image.Image, file_format: str, **options) -> bytes:
+  buffer = io.BytesIO()
+  image.save(buffer, format=file_format, **options)
+  return buffer.getvalue()
+
+
+def _write_faces(folder: Path, count: int, prefix: str = "face") -> Path:
+  """`count` random 20x20 RGB PNGs."""
+  rng = np.random.default_rng(0)
+  folder.mkdir(parents=True, exist_ok=True)
+  for i in range(count):
+    pixels = rng.integers(0, 256, (20, 20, 3), np.uint8)
+    Image.fromarray(pixels).save(folder / f"{prefix}_{i:03d}.png")
+  return folder
+
+
+def _write_slow_faces(folder: Path, count: int, prefix: str = "slow") -> Path:
+  """`count` PNGs of 4000x4000 grey: 16 KB each, a tenth of a second or more to decode."""
+  folder.mkdir(parents=True, exist_ok=True)
+  data = _file_bytes(Image.new("L", (4000, 4000), 128), "PNG")
+  for i in range(count):
+    (folder / f"{prefix}_{i:03d}.png").write_bytes(data)
+  return folder
+
+
+def _workers(pid: int) -> list[psutil.Process]:
+  """The processes that the children of `pid` started: its fork server's pool workers."""
+  try:
+    return [worker for child in psutil.Process(pid).children() for worker in child.children()]
+  except psutil.NoSuchProcess:
+    return []
+
+
+def _still_running(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+  """Those of `processes` that have not ended (zombies have) within `timeout` seconds."""
+
+  def running(process: psutil.Process) -> bool:
+    try:
+      return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+      return False
+
+  deadline = time.monotonic() + timeout
+  while any(map(running, processes)) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  left = [p for p in processes if running(p)]
+  for process in left:  # so that a failing test leaves nothing behind either
+    process.kill()
+  return left
 
 
 def test_zip_alone_all_images_in_train_without_attributes(sample, tmp_path):
@@ -219,8 +280,175 @@ def test_bad_images_and_rows_are_skipped_and_listed(sample, tmp_path):
                                 np.stack([_reference(images[n]) for n in names[7:]]))
 
 
-@pytest.mark.parametrize("dies", ["while writing", "after writing"])
-def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, dies):
+def _composite_on_black(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+  return np.round(colour * (alpha[:, :, None] / 255)).astype(np.uint8)
+
+
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+  return np.repeat(grey[:, :, None], 3, axis=2).astype(np.uint8)
+
+
+def test_every_pixel_mode_becomes_8_bit_rgb_or_is_skipped_naming_it(tmp_path):
+  """16-bit grey keeps each value's high byte; transparent pixels go onto black."""
+  rng = np.random.default_rng(0)
+  shape = (RESOLUTION, RESOLUTION)  # nothing to crop, and a resize to the same size copies
+
+  def u8(*channels: int) -> np.ndarray:
+    return rng.integers(0, 256, (*shape, *channels), np.uint8)
+
+  grey, alpha, rgb, rgba, cmyk, ycbcr = u8(), u8(), u8(3), u8(4), u8(4), u8(3)
+  bits = rng.integers(0, 2, shape).astype(bool)
+  index = rng.integers(0, 4, shape).astype(np.uint8)
+  palette, palette_alpha = u8(3)[0, :4], np.array([255, 128, 0, 10], np.uint8)
+  grey16 = rng.integers(0, 65536, shape).astype(np.uint16)
+  grey16[0, :4] = [0, 255, 256, 65535]  # high bytes 0, 0, 1, 255; clipped 0, 255, 255, 255
+  grey16[1, :3] = grey16[2, :3] = 4660  # the transparent value of one image
+
+  def paletted(mode: str) -> Image.Image:
+    image = Image.frombytes("P", shape, index.tobytes())
+    image.putpalette(palette.tobytes())
+    if mode == "PA":
+      image = image.convert("PA")
+      image.putalpha(Image.fromarray(alpha))
+    return image
+
+  y, cb, cr = (ycbcr[:, :, c].astype(float) for c in range(3))
+  ycbcr_rgb = np.stack([y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128),
+                        y + 1.772 * (cb - 128)], axis=2)  # JPEG's (JFIF) conversion
+  k = cmyk[:, :, 3:].astype(float)
+  out_of_range = grey16.astype(np.int32)
+  out_of_range[3, 3] = 70000
+  # name: (image, file format, save options, its mode when read, the RGB it must give, or
+  # the words that must be in the reason it is skipped for)
+  cases = {
+      "bilevel": (Image.fromarray(bits), "PNG", {}, "1", _grey_to_rgb(bits * 255)),
+      "palette": (paletted("P"), "PNG", {}, "P", palette[index]),
+      "palette_alpha": (paletted("P"), "PNG", {"transparency": palette_alpha.tobytes()}, "P",
+                        _composite_on_black(palette[index], palette_alpha[index])),
+      "palette_and_alpha": (paletted("PA"), "TIFF", {}, "PA",
+                            _composite_on_black(palette[index], alpha)),
+      "grey_alpha": (Image.fromarray(np.dstack([grey, alpha])), "PNG", {}, "LA",
+                     _composite_on_black(_grey_to_rgb(grey), alpha)),
+      "grey_transparent": (Image.fromarray(grey), "PNG", {"transparency": int(grey[0, 0])}, "L",
+                           _grey_to_rgb(np.where(grey == grey[0, 0], 0, grey))),
+      "rgb_transparent": (Image.fromarray(rgb), "PNG", {"transparency": tuple(map(int, rgb[0, 0]))},
+                          "RGB", np.where((rgb == rgb[0, 0]).all(2, keepdims=True), 0, rgb)),
+      "rgba": (Image.fromarray(rgba), "PNG", {}, "RGBA",
+               _composite_on_black(rgba[:, :, :3], rgba[:, :, 3])),
+      "cmyk": (Image.frombytes("CMYK", shape, cmyk.tobytes()), "TIFF", {}, "CMYK",
+               np.round((255 - cmyk[:, :, :3]) * (255 - k) / 255).astype(np.uint8)),
+      "ycbcr": (Image.frombytes("YCbCr", shape, ycbcr.tobytes()), "TIFF", {}, "YCbCr",
+                np.clip(np.round(ycbcr_rgb), 0, 255).astype(np.uint8)),
+      "grey16": (Image.fromarray(grey16), "PNG", {}, "I;16", _grey_to_rgb(grey16 >> 8)),
+      "grey16_transparent": (Image.fromarray(grey16), "PNG", {"transparency": 4660}, "I;16",
+                             _grey_to_rgb(np.where(grey16 == 4660, 0, grey16 >> 8))),
+      "grey16_big_endian": (Image.fromarray(grey16.astype(">u2")), "TIFF", {}, "I;16B",
+                            _grey_to_rgb(grey16 >> 8)),
+      "grey32": (Image.fromarray(grey16.astype(np.int32)), "TIFF", {}, "I",
+                 _grey_to_rgb(grey16 >> 8)),
+      "grey32_beyond_16_bits": (Image.fromarray(out_of_range), "TIFF", {}, "I",
+                                "mode I values 0..70000, expected 16-bit"),
+      "float": (Image.fromarray(grey16.astype(np.float32)), "TIFF", {}, "F", "mode F, expected"),
+      "lab": (Image.frombytes("LAB", shape, ycbcr.tobytes()), "TIFF", {}, "LAB",
+              "mode LAB, expected"),
+  }
+  src = tmp_path / "src"
+  src.mkdir()
+  for name, (image, file_format, options, mode, _) in cases.items():
+    # Files of every kind under a .png name, as Pillow opens them by their content.
+    (src / f"{name}.png").write_bytes(_file_bytes(image, file_format, **options))
+    with Image.open(src / f"{name}.png") as written:
+      assert written.mode == mode and ("transparency" in written.info) == (
+          "transparency" in options), name
+  metadata = celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
+
+  reasons = {name: want for name, (*_, want) in cases.items() if isinstance(want, str)}
+  skipped = dict(l.split("\t") for l in (tmp_path / "out" / "skipped.txt").read_text().splitlines())
+  assert sorted(skipped) == sorted(f"{name}.png" for name in reasons)
+  for name, words in reasons.items():
+    assert words in skipped[f"{name}.png"], (name, skipped[f"{name}.png"])
+  converted = sorted(name for name in cases if name not in reasons)
+  assert metadata["splits"]["train"]["count"] == len(converted)
+  for name, image in zip(converted, _all_images(tmp_path / "out")):
+    # Pillow's YCbCr conversion is fixed-point: within 1 of JFIF's formula.
+    np.testing.assert_allclose(image, cases[name][-1], atol=1 if name == "ycbcr" else 0,
+                               err_msg=name)
+
+
+def test_source_without_a_usable_image_is_refused_and_nothing_is_written(tmp_path):
+  src = tmp_path / "src"
+  src.mkdir()
+  (src / "a.png").write_text("not an image")
+  (src / "b.jpg").write_bytes(b"\xff\xd8 neither")
+  Image.new("RGB", (4, 4)).save(src / "c.png")  # too small
+  (tmp_path / "empty").mkdir()
+  for out in (tmp_path / "new", tmp_path / "empty"):
+    with pytest.raises(celeba_prepare.PrepareError) as error:
+      celeba_prepare.prepare(src, out, CONFIG)
+    assert str(error.value) == (f"--src {src} has no usable image: all 3 were skipped, 2 for "
+                                f"'not an image PIL can read' (e.g. a.png)")
+  assert not (tmp_path / "new").exists() and not any((tmp_path / "empty").iterdir())
+  # A mended --src may then use the same --out.
+  _write_faces(src, 3)
+  assert celeba_prepare.prepare(src, tmp_path / "new", CONFIG)["splits"]["train"]["count"] == 3
+
+
+@pytest.mark.parametrize("holds", ["a skipped.txt", "a file named as a shard", "a metadata.json",
+                                   "a file beside a complete output",
+                                   "a file beside an interrupted output"])
+def test_out_holding_files_of_others_is_refused_before_anything_is_written(tmp_path, monkeypatch,
+                                                                          holds):
+  src = _write_faces(tmp_path / "src", 6)
+  out = tmp_path / "out"
+  if holds == "a file beside a complete output":
+    celeba_prepare.prepare(src, out, CONFIG)
+  elif holds == "a file beside an interrupted output":
+    real_write_shard = celeba_prepare._write_shard
+    written = []
+
+    def write_one_then_die(path, records):
+      if written:
+        raise KeyboardInterrupt
+      written.append(real_write_shard(path, records))
+
+    monkeypatch.setattr(celeba_prepare, "_write_shard", write_one_then_die)
+    with pytest.raises(KeyboardInterrupt):
+      celeba_prepare.prepare(src, out, CONFIG)
+    monkeypatch.undo()
+  foreign = {"a skipped.txt": "skipped.txt", "a metadata.json": "metadata.json",
+             "a file named as a shard": "train-00000-of-00003.array_record"}.get(holds, "notes.txt")
+  out.mkdir(exist_ok=True)
+  (out / foreign).write_text("the user's own\n")
+  before = _contents(out)
+  with pytest.raises(celeba_prepare.PrepareError) as error:
+    celeba_prepare.prepare(src, out, CONFIG)
+  message = str(error.value)
+  assert message.startswith(f"--out {out} holds ") and foreign in message and "\n" not in message
+  assert _contents(out) == before
+
+
+@pytest.mark.parametrize("out_is", ["new", "empty", "left by a run killed at its start",
+                                    "a complete output"])
+def test_new_empty_or_own_out_is_accepted(tmp_path, out_is):
+  src = _write_faces(tmp_path / "src", 6)
+  out = tmp_path / "out"
+  want = celeba_prepare.prepare(src, tmp_path / "clean", CONFIG)
+  if out_is == "empty":
+    out.mkdir()
+  elif out_is == "left by a run killed at its start":  # while writing its first state file
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt), files.atomic_path(out / ".prepare_state.json") as tmp:
+      tmp.write_text('{"format_')
+      raise KeyboardInterrupt
+  elif out_is == "a complete output":
+    shutil.copytree(tmp_path / "clean", out)
+  assert celeba_prepare.prepare(src, out, CONFIG) == want
+  assert _contents(out) == _contents(tmp_path / "clean")
+
+
+@pytest.mark.parametrize("dies, in_shard", [("while writing", 2), ("after writing", 2),
+                                            ("while writing", 1)])
+def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, dies, in_shard):
   root, _, _ = sample
   src = _only(root, "img_align_celeba")
   celeba_prepare.prepare(src, tmp_path / "clean", CONFIG)
@@ -229,7 +457,7 @@ def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, d
 
   def write_then_die(path, records):
     calls.append(path.name)
-    if len(calls) < 2:
+    if len(calls) < in_shard:
       return real_write_shard(path, records)
     if dies == "while writing":  # half a shard under the temporary name
       path.with_name(f".{path.name}.tmp").write_bytes(next(iter(records)))
@@ -251,7 +479,8 @@ def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, d
 
   monkeypatch.setattr(celeba_prepare, "_write_shard", write_and_note)
   celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
-  assert rewritten == calls[1:] + ["train-00002-of-00003.array_record"]  # the first is kept
+  # The shards recorded before the one it died in are kept.
+  assert rewritten == [f"train-{k:05d}-of-00003.array_record" for k in range(in_shard - 1, 3)]
   assert _shard_bytes(tmp_path / "out") == _shard_bytes(tmp_path / "clean")
   assert shards.load_metadata(tmp_path / "out") == shards.load_metadata(tmp_path / "clean")
   assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
@@ -276,6 +505,11 @@ def test_cli_prepares_and_refuses_bad_flags_with_one_line_and_exit_code_2(sample
   code, message = prepare("--src", tmp_path / "empty", "--out", tmp_path / "b")
   assert code == 2 and "--src" in message and "no images" in message
   assert not (tmp_path / "b").exists()
+  (tmp_path / "not_images").mkdir()
+  (tmp_path / "not_images" / "a.png").write_text("not an image")
+  code, message = prepare("--src", tmp_path / "not_images", "--out", tmp_path / "b")
+  assert code == 2 and message.startswith("error: --src") and "no usable image" in message
+  assert not (tmp_path / "b").exists()
 
   code, message = prepare("--src", src, "--out", tmp_path / "c", "--resolution", RESOLUTION,
                           "--num_shards", 2, "--num_workers", 2)
@@ -291,6 +525,51 @@ def test_cli_prepares_and_refuses_bad_flags_with_one_line_and_exit_code_2(sample
   assert code == 2 and "--out" in message and "different configuration" in message
   assert "resolution: 16 -> 32" in message
   assert {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()} == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_prepare_leaves_no_process_behind(tmp_path, signum):
+  src = _write_slow_faces(tmp_path / "src", 96)
+  with open(tmp_path / "stderr", "w") as stderr:  # not a pipe, which a leftover would hold open
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments.prepare_celeba", "--src", str(src), "--out",
+         str(tmp_path / "out"), "--resolution", str(RESOLUTION), "--num_workers", "2"],
+        cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, stderr=stderr)
+  try:
+    deadline = time.monotonic() + 120
+    while len(_workers(process.pid)) < 2 and time.monotonic() < deadline:
+      time.sleep(0.02)
+    started = psutil.Process(process.pid).children(recursive=True)  # with the fork server's
+    assert process.poll() is None and len(_workers(process.pid)) == 2
+    process.send_signal(signum)
+    process.wait(timeout=60)
+  finally:
+    process.kill()
+  assert not _still_running(started, timeout=10)
+  assert process.returncode != 0
+  if signum == signal.SIGTERM:
+    assert (tmp_path / "stderr").read_text().splitlines()[-1] == \
+        "stopped by SIGTERM; run the same command to finish"
+
+
+def test_an_error_stops_the_workers_at_once(tmp_path, monkeypatch):
+  src = _write_faces(tmp_path / "src", 32, prefix="a")  # the first task: done at once
+  _write_slow_faces(src, 192, prefix="b")  # six more, queued when it is
+  others = set(_workers(os.getpid()))
+  workers, failed_at = [], []
+
+  def fail_on_the_first_record(path, records):
+    next(iter(records))
+    workers.extend(w for w in _workers(os.getpid()) if w not in others)
+    failed_at.append(time.monotonic())
+    raise OSError("No space left on device")
+
+  monkeypatch.setattr(celeba_prepare, "_write_shard", fail_on_the_first_record)
+  with pytest.raises(OSError, match="No space left"):
+    celeba_prepare.prepare(src, tmp_path / "out", CONFIG, num_workers=2)
+  # Decoding the queued images would take several seconds per worker.
+  assert time.monotonic() - failed_at[0] < 3
+  assert len(workers) == 2 and not _still_running(workers, timeout=1)
 
 
 def test_out_with_shards_of_another_source_is_refused(sample, tmp_path):

@@ -2,19 +2,24 @@
 
 The shard format is described in `data.shards`.
 
-Preprocessing: centre square crop of `crop` pixels (at most the image's short side),
-antialiased resize with PIL's Lanczos filter to `resolution`. Images are assigned to
-shards by sorted name, contiguously, so the same input gives the same bytes whatever
-the worker count.
+Preprocessing: conversion to 8-bit RGB (see `to_rgb`), centre square crop of `crop`
+pixels (at most the image's short side), antialiased resize with PIL's Lanczos filter to
+`resolution`. Images are assigned to shards by sorted name, contiguously, so the same
+input gives the same bytes whatever the worker count.
 
-Restarts: each shard is written to a temporary name, fsynced and renamed, then recorded
-in DIR/.prepare_state.json with the flags and source fingerprint; a re-run with the same
-flags skips the recorded shards and redoes the rest. metadata.json is written last, the
-same way.
+Restarts: DIR/.prepare_state.json, with the flags and source fingerprint, is written
+before anything else; each shard is written to a temporary name, fsynced and renamed,
+then recorded in it; a re-run with the same flags skips the recorded shards and redoes
+the rest. metadata.json is written last, the same way, and replaces the state file.
+
+DIR must be new, empty, or hold this tool's output for the same flags (the state file or
+metadata.json, and only the files those flags write), so a run never overwrites a file
+it did not write.
 """
 
 import collections
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -24,7 +29,9 @@ import json
 import multiprocessing
 import os
 import re
+import select
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -42,6 +49,7 @@ CELEBA_SIZE = (178, 218)  # width, height of every aligned-and-cropped CelebA im
 MIN_IMAGE_SIDE = 8
 _CELEBA_NAME = re.compile(r"^\d{6}\.jpg$")
 _STATE_FILE = ".prepare_state.json"
+_OUTPUT_FILES = ("metadata.json", _STATE_FILE, "skipped.txt")  # besides the shards
 _IMAGES_PER_TASK = 32
 
 
@@ -198,6 +206,47 @@ def crop_and_resize(image: Image.Image, crop: int, resolution: int) -> np.ndarra
   return np.asarray(square.resize((resolution, resolution), Image.Resampling.LANCZOS))
 
 
+# Modes by how they become 8-bit RGB. Any other (F, LAB...) comes only from a file of
+# another kind under a .png or .jpg name, and is skipped.
+_OPAQUE_MODES = ("1", "L", "P", "RGB", "CMYK", "YCbCr")
+_ALPHA_MODES = ("LA", "PA", "RGBA")
+# 16-bit grey; older Pillow releases open 16-bit grey PNGs as mode I (32-bit).
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _eight_bit_grey(image: Image.Image) -> Image.Image:
+  """A 16-bit grey image as L, or LA when it has a transparent value (PNG's tRNS)."""
+  values = np.asarray(image)
+  if values.min() < 0 or values.max() > 0xFFFF:
+    raise ValueError(f"mode {image.mode} values {values.min()}..{values.max()}, expected "
+                     f"16-bit values 0..65535")
+  # The high byte (65535 -> 255): Pillow's own conversion clips at 255 instead, which
+  # turns a 16-bit picture white.
+  grey = Image.fromarray((values >> 8).astype(np.uint8))
+  if "transparency" not in image.info:
+    return grey
+  opaque = values != image.info["transparency"]
+  return Image.merge("LA", (grey, Image.fromarray((opaque * 255).astype(np.uint8))))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+  """A loaded image in 8-bit RGB; ValueError for a mode without a known 8-bit meaning.
+
+  Transparent pixels are composited onto black, rounded: the colour stored under them is
+  whatever the editor left there, not part of the picture.
+  """
+  if image.mode in _SIXTEEN_BIT_MODES:
+    image = _eight_bit_grey(image)
+  if image.mode in _ALPHA_MODES or (image.mode in _OPAQUE_MODES and
+                                    "transparency" in image.info):
+    rgba = np.asarray(image.convert("RGBA"), np.uint32)
+    return Image.fromarray(((rgba[:, :, :3] * rgba[:, :, 3:] + 127) // 255).astype(np.uint8))
+  if image.mode in _OPAQUE_MODES:
+    return image.convert("RGB")
+  raise ValueError(f"mode {image.mode}, expected one of "
+                   f"{', '.join(_OPAQUE_MODES + _ALPHA_MODES + _SIXTEEN_BIT_MODES)}")
+
+
 def parse_attribute_row(values: list[str] | None, num_attributes: int) -> bytes:
   """The attribute bytes of a record; ValueError when the row is missing or malformed."""
   if values is None:
@@ -229,7 +278,7 @@ def encode_record(data: bytes, attribute_values: list[str] | None, encoding: _En
       raise ValueError(f"size {width}x{height}, expected {CELEBA_SIZE[0]}x{CELEBA_SIZE[1]}")
     if min(width, height) < MIN_IMAGE_SIDE:
       raise ValueError(f"size {width}x{height}, expected >= {MIN_IMAGE_SIDE} px")
-    pixels = crop_and_resize(image.convert("RGB"), encoding.crop, encoding.resolution)
+    pixels = crop_and_resize(to_rgb(image), encoding.crop, encoding.resolution)
   return pixels.tobytes() + attribute_bytes
 
 
@@ -249,6 +298,43 @@ def _encode_images(encoding: _Encoding, images: list[_Image]) -> list[_Encoded]:
     except Exception as error:  # pylint: disable=broad-except
       encoded.append((name, None, (str(error) or type(error).__name__).splitlines()[0]))
   return encoded
+
+
+def _exit_with(pid: int) -> None:
+  """Pool initializer: ends this worker as soon as process `pid` (prepare) ends.
+
+  Killed outright (SIGKILL, or a signal that nothing handles), prepare cannot stop its
+  pool, and an orphaned worker would wait for work forever: it holds its task queue's
+  write end.
+  """
+  ended = os.pidfd_open(pid)
+
+  def exit_when_ended() -> None:
+    select.select([ended], [], [])  # a process's pidfd becomes readable when it ends
+    os._exit(1)
+
+  threading.Thread(target=exit_when_ended, daemon=True).start()
+
+
+@contextlib.contextmanager
+def _decoding_pool(num_workers: int) -> Iterator[concurrent.futures.ProcessPoolExecutor]:
+  """Worker processes that end with the block, however it ends, and with this process."""
+  # Workers come from a fork server, not a fork of this process: a caller that has
+  # started threads (JAX has) must not be forked.
+  pool = concurrent.futures.ProcessPoolExecutor(
+      num_workers, mp_context=multiprocessing.get_context("forkserver"),
+      initializer=_exit_with, initargs=(os.getpid(),))
+  try:
+    yield pool
+  except BaseException:
+    # After an error or interrupt the images in hand are of no use: stop the workers now
+    # rather than when they have decoded them (ProcessPoolExecutor.terminate_workers from
+    # Python 3.14 does the same).
+    for worker in pool._processes.values():  # pylint: disable=protected-access
+      worker.terminate()
+    raise
+  finally:
+    pool.shutdown(cancel_futures=True)
 
 
 def _encode_in_order(pool: concurrent.futures.Executor, encoding: _Encoding,
@@ -347,19 +433,43 @@ def _records_of_shard(encoded: Iterator[_Encoded], shard: _Shard, skipped: list[
       yield record
 
 
-def _check_out_dir(out: Path, expected: dict) -> None:
-  """Refuses an --out that holds shards of another configuration."""
+def _check_out_dir(out: Path, expected: dict, own_names: set[str]) -> None:
+  """Refuses an --out that holds anything but this tool's output for the `expected` flags.
+
+  metadata.json or the state file, written before anything else, marks the output of an
+  earlier run; beside one, only `own_names` and their temporary names may be. Without
+  one, only temporary names may: a run killed while writing its first state file.
+  """
   if out.exists() and not out.is_dir():
     raise PrepareError(f"--out {out} is a file; expected a directory")
-  for name in ("metadata.json", _STATE_FILE):
-    path = out / name
-    if path.is_file():
+  markers = [out / name for name in ("metadata.json", _STATE_FILE) if (out / name).is_file()]
+  for path in markers:
+    try:
       found = json.loads(path.read_text())
-      differing = sorted(k for k in expected if found.get(k) != expected[k])
-      if differing:
-        changes = ", ".join(f"{k}: {found.get(k)!r} -> {expected[k]!r}" for k in differing)
-        raise PrepareError(f"--out {out} holds shards of a different configuration "
-                           f"({changes}); use an empty --out or the same flags")
+    except ValueError:
+      found = None
+    if not isinstance(found, dict):
+      raise PrepareError(f"--out {out} holds a {path.name} this tool did not write (not a "
+                         f"JSON object); use an empty --out")
+    differing = sorted(k for k in expected if found.get(k) != expected[k])
+    if differing:
+      changes = ", ".join(f"{k}: {found.get(k)!r} -> {expected[k]!r}" for k in differing)
+      raise PrepareError(f"--out {out} holds shards of a different configuration "
+                         f"({changes}); use an empty --out or the same flags")
+  allowed = {files.temporary_name(name) for name in own_names} | (own_names if markers else set())
+  foreign = sorted(p.name for p in out.iterdir() if p.name not in allowed) if out.is_dir() else []
+  if foreign:
+    more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+    raise PrepareError(f"--out {out} holds files this tool did not write ({', '.join(foreign[:3])}"
+                       f"{more}); expected a new or empty directory, or an earlier output of "
+                       f"the same command")
+
+
+def _no_usable_image(src: Path, skipped: list[list[str]]) -> PrepareError:
+  reason, count = collections.Counter(reason for _, reason in skipped).most_common(1)[0]
+  example = min(name for name, r in skipped if r == reason)
+  return PrepareError(f"--src {src} has no usable image: all {len(skipped)} were skipped, "
+                      f"{count} for {reason!r} (e.g. {example})")
 
 
 def default_num_workers() -> int:
@@ -370,7 +480,8 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
   """Writes the shards and metadata.json of `src` into `out`; returns the metadata.
 
   Restartable: each finished shard is recorded in a state file, so a re-run after an
-  interruption only does the shards that are missing.
+  interruption only does the shards that are missing. PrepareError, with nothing written,
+  when `out` holds other files or none of the images can be used.
   """
   if config.split not in ("all", *SPLITS):
     raise PrepareError(f"--split {config.split!r}: expected all, train, valid or test")
@@ -383,11 +494,6 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
   identity = {"format_version": FORMAT_VERSION, "resolution": config.resolution,
               "crop": config.crop, "source_fingerprint": source.fingerprint,
               "split": config.split, "num_shards": config.num_shards}
-  _check_out_dir(out, identity)
-  if (out / "metadata.json").is_file():
-    print(f"{out} is already prepared with these flags", file=sys.stderr)
-    return load_metadata(out)
-
   names_by_split: dict[str, list[str]] = {s: [] for s in config.splits()}
   unsplit: list[list[str]] = []  # images without a usable partition row
   for name in source.names:
@@ -402,10 +508,20 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
     raise PrepareError(f"--split {config.split}: --src {src} has no images in that split")
   shards_by_split = {s: _plan_shards(s, names, config.num_shards) if names else []
                      for s, names in names_by_split.items()}
+  shard_names = [shard.file_name for shards in shards_by_split.values() for shard in shards]
+  _check_out_dir(out, identity, {*_OUTPUT_FILES, *shard_names})
+  if (out / "metadata.json").is_file():
+    print(f"{out} is already prepared with these flags", file=sys.stderr)
+    return load_metadata(out)
 
+  created = not out.exists()
   out.mkdir(parents=True, exist_ok=True)
   state_path = out / _STATE_FILE
-  state = json.loads(state_path.read_text()) if state_path.is_file() else {**identity, "shards": {}}
+  if state_path.is_file():
+    state = json.loads(state_path.read_text())
+  else:
+    state = {**identity, "shards": {}}
+    files.write_atomic(state_path, json.dumps(state).encode())
   pending = [shard for shards in shards_by_split.values() for shard in shards
              if not (shard.file_name in state["shards"] and (out / shard.file_name).is_file())]
   progress = _Progress(sum(len(s.image_names) for s in pending))
@@ -413,10 +529,7 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
                        num_attributes=len(source.attribute_names or []),
                        check_celeba_size=source.is_celeba)
   num_workers = num_workers or default_num_workers()
-  # Workers come from a fork server, not a fork of this process: a caller that has
-  # started threads (JAX has) must not be forked.
-  with concurrent.futures.ProcessPoolExecutor(
-      num_workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+  with _decoding_pool(num_workers) as pool:
     encoded = _encode_in_order(pool, encoding, _read_images(source, pending),
                                max_tasks_in_flight=4 * num_workers)
     for shard in pending:
@@ -428,17 +541,23 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
   if sys.stderr.isatty() and pending:
     print(file=sys.stderr)
 
+  skipped = unsplit + [entry for name in shard_names for entry in state["shards"][name]["skipped"]]
+  if not any(state["shards"][name]["count"] for name in shard_names):
+    # Empty shards are of no use, and would make this --out refuse a run on a mended --src.
+    for name in (*shard_names, _STATE_FILE):
+      (out / name).unlink()
+    if created:
+      out.rmdir()
+    raise _no_usable_image(src, skipped)
   metadata = {
       "format_version": FORMAT_VERSION, "resolution": config.resolution, "crop": config.crop,
       "resample": "lanczos", "attribute_names": source.attribute_names,
       "source_fingerprint": source.fingerprint, "split": config.split,
       "num_shards": config.num_shards, "splits": {}}
-  skipped = list(unsplit)
   for split, shards in shards_by_split.items():
-    done = [state["shards"][s.file_name] for s in shards]
-    metadata["splits"][split] = {"count": sum(d["count"] for d in done),
-                                 "shards": [s.file_name for s in shards]}
-    skipped += [entry for d in done for entry in d["skipped"]]
+    metadata["splits"][split] = {
+        "count": sum(state["shards"][s.file_name]["count"] for s in shards),
+        "shards": [s.file_name for s in shards]}
   skipped_text = "".join(f"{name}\t{reason}\n" for name, reason in sorted(skipped))
   files.write_atomic(out / "skipped.txt", skipped_text.encode())
   files.write_atomic(out / "metadata.json", (json.dumps(metadata, indent=2) + "\n").encode())
