@@ -7,9 +7,13 @@ through `load_inception_params`; both networks then see the same images.
 
 import collections
 import importlib
+import importlib.util
 import pickle
+import re
 import sys
+import tracemalloc
 import types
+import zipfile
 from pathlib import Path
 from types import ModuleType
 
@@ -125,8 +129,107 @@ def test_reader_refuses_anything_but_tensors(tmp_path):
   torch = pytest.importorskip("torch")
   path = tmp_path / "not_weights.pth"
   torch.save({"weight": torch.zeros(2), "extra": collections.Counter("ab")}, path)
-  with pytest.raises(pickle.UnpicklingError, match="refusing to load collections.Counter"):
+  with pytest.raises(ValueError,
+                     match=f"^{re.escape(str(path))} .*refusing to load collections.Counter"):
     torch_pickle.read_torch_state_dict(path)
+
+
+def _pickled(value) -> bytes:
+  """`value`'s opcodes alone, without the protocol header and STOP, to splice into a pickle."""
+  return pickle.dumps(value, protocol=2)[2:-1]
+
+
+def write_torch_zip(path: Path, layouts: dict[str, tuple[tuple[int, ...], tuple[int, ...]]],
+                    storage_numel: int) -> Path:
+  """A zip laid out as torch.save writes it, built without torch: for each name a (size,
+  stride) float32 tensor over its own storage of `storage_numel` elements 0, 1, 2, ...
+
+  Unlike torch.save, it writes whatever layout it is given.
+  """
+  body = b""
+  for key, (name, (size, stride)) in enumerate(layouts.items()):
+    storage = (b"(" + _pickled("storage") + b"ctorch\nFloatStorage\n" + _pickled(str(key))
+               + _pickled("cpu") + _pickled(storage_numel) + b"tQ")
+    rebuild_args = (b"(" + storage + _pickled(0) + _pickled(size) + _pickled(stride)
+                    + b"\x89ccollections\nOrderedDict\n)Rt")
+    body += _pickled(name) + b"ctorch._utils\n_rebuild_tensor_v2\n" + rebuild_args + b"R"
+  with zipfile.ZipFile(path, "w") as archive:
+    archive.writestr("archive/data.pkl", b"\x80\x02}(" + body + b"u.")
+    archive.writestr("archive/byteorder", "little")
+    archive.writestr("archive/version", "3\n")
+    for key in range(len(layouts)):
+      archive.writestr(f"archive/data/{key}", np.arange(storage_numel, dtype="<f4").tobytes())
+  return path
+
+
+def test_hand_made_torch_zip_reads_as_torch_reads_it(tmp_path):
+  # So that the refusals below are of the layouts alone, not of a malformed file.
+  path = write_torch_zip(tmp_path / "fine.pth", {"w": ((2, 3), (1, 2)), "s": ((), ())}, 6)
+  read = torch_pickle.read_torch_state_dict(path)
+  np.testing.assert_array_equal(read["w"], [[0, 2, 4], [1, 3, 5]])
+  np.testing.assert_array_equal(read["s"], 0)
+  if importlib.util.find_spec("torch"):
+    import torch
+    for name, tensor in torch.load(path, weights_only=True).items():
+      np.testing.assert_array_equal(read[name], tensor.numpy(), err_msg=name)
+
+
+@pytest.mark.parametrize("size, stride, storage_numel", [
+    ((2**27,), (0,), 1),  # one element repeated: a zero stride, as `expand` leaves
+    ((2**13, 2**14), (0, 1), 2**14),  # every element inside the storage, each used 2**13 times
+    ((2**27,), (1,), 4),  # more elements than the storage holds
+])
+def test_tensors_larger_than_their_storage_are_refused_before_allocating(
+    tmp_path, size, stride, storage_numel):
+  path = write_torch_zip(tmp_path / "crafted.pth", {"w": (size, stride)}, storage_numel)
+  assert path.stat().st_size < 70_000  # the file is small; the tensor it declares is 512 MiB
+  tracemalloc.start()
+  try:
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} .*'w'.*does not fit in the "
+                                         rf"{storage_numel} elements"):
+      torch_pickle.read_torch_state_dict(path)
+    _, peak = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  assert peak < 50e6
+
+
+def test_inception_loader_refuses_a_parameter_of_another_shape_by_name(tmp_path):
+  path = write_torch_zip(tmp_path / "other.pth", {"fc.weight": ((1008, 4), (4, 1))}, 1008 * 4)
+  with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} .*'fc\.weight' has shape "
+                                       rf"\(1008, 4\) where \(1008, 2048\) is expected"):
+    inception.load_inception_params(path)
+
+
+def _truncated_zip(path: Path) -> None:
+  write_torch_zip(path, {"w": ((2,), (1,))}, 2)
+  path.write_bytes(path.read_bytes()[:200])
+
+
+def _zip_without_pickle(path: Path) -> None:
+  with zipfile.ZipFile(path, "w") as archive:
+    archive.writestr("archive/data/0", bytes(8))
+
+
+@pytest.mark.parametrize("make, detail", [
+    (lambda path: path.write_bytes(bytes(range(7, 256))), "neither a zip archive nor"),
+    (lambda path: path.write_bytes(b""), "empty"),
+    (_truncated_zip, "truncated or damaged zip archive"),
+    (_zip_without_pickle, "without the data.pkl"),
+    (lambda path: path.write_bytes(pickle.dumps({"w": [0.0, 1.0]})), "not a torch.save file"),
+    (lambda path: path.write_bytes(pickle.dumps(collections.Counter("ab"))),
+     "refusing to load collections.Counter"),
+    (lambda path: path.mkdir(), "directory"),
+], ids=["arbitrary_bytes", "empty", "truncated_zip", "zip_without_pickle", "plain_pickle",
+        "pickled_object", "directory"])
+def test_a_foreign_file_is_one_line_naming_it(tmp_path, make, detail):
+  path = tmp_path / "weights.pth"
+  make(path)
+  with pytest.raises(ValueError) as raised:
+    inception.load_inception_params(path)
+  message = str(raised.value)
+  assert message.startswith(f"{path} is not a PyTorch weights file (torch.save zip archive): ")
+  assert detail in message and "\n" not in message
 
 
 def test_loader_rejects_a_different_network(reference, tmp_path):

@@ -15,6 +15,7 @@ downloads it; without it, Inception metrics are unavailable and `weights_hint` t
 where to get it.
 """
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -271,9 +272,28 @@ def weights_hint() -> str:
           f"into $DCGAN_JAX_CACHE or ~/.cache/dcgan_jax/, or pass its path.")
 
 
-_BATCH_NORM_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
-                      "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
-_LAYER_LEAVES = {"weight": ("params", "kernel"), "bias": ("params", "bias")}
+# Flax (collection, variable) -> the name of the same array in a torch module.
+_TORCH_LEAVES = {("params", "kernel"): "weight", ("params", "scale"): "weight",
+                 ("params", "bias"): "bias", ("batch_stats", "mean"): "running_mean",
+                 ("batch_stats", "var"): "running_var"}
+
+
+@functools.cache
+def _torch_layout() -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
+  """pytorch-fid's state-dict name -> (Flax variable path, torch shape), for every array."""
+  expected = jax.eval_shape(FIDInceptionV3().init, jax.random.key(0),
+                            jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3)))
+  layout = {}
+  for keys, leaf in jax.tree_util.tree_leaves_with_path(expected):
+    flax_path = tuple(key.key for key in keys)
+    collection, *modules, name = flax_path
+    shape = leaf.shape
+    if len(shape) == 4:  # HWIO -> OIHW
+      shape = (shape[3], shape[2], shape[0], shape[1])
+    elif len(shape) == 2:  # (in, out) -> (out, in)
+      shape = shape[::-1]
+    layout[".".join([*modules, _TORCH_LEAVES[collection, name]])] = (flax_path, shape)
+  return layout
 
 
 def load_inception_params(path: str | os.PathLike) -> dict[str, Any]:
@@ -281,37 +301,26 @@ def load_inception_params(path: str | os.PathLike) -> dict[str, Any]:
 
   Conv weights OIHW become HWIO kernels, the classifier's (out, in) weight an (in, out)
   kernel, BatchNorm weight/bias/running stats scale/bias/mean/var. Every expected array
-  must be present with its shape; anything else in the file is an error too.
+  must be present with its shape, checked before any array's data is read; anything else
+  in the file but BatchNorm's step counters is an error too.
   """
-  variables: dict[str, Any] = {"params": {}, "batch_stats": {}}
-  for torch_name, value in read_torch_state_dict(path).items():
-    *modules, leaf = torch_name.split(".")
-    if leaf == "num_batches_tracked":
-      continue
-    leaves = _BATCH_NORM_LEAVES if modules[-1:] == ["bn"] else _LAYER_LEAVES
-    if leaf not in leaves:
-      raise ValueError(f"{path}: unexpected entry {torch_name!r}")
-    collection, name = leaves[leaf]
+  layout = _torch_layout()
+  state_dict = read_torch_state_dict(path, {name: shape for name, (_, shape) in layout.items()})
+  found = {name for name in state_dict if not name.endswith(".num_batches_tracked")}
+  if found != layout.keys():
+    missing = sorted(layout.keys() - found)
+    unexpected = sorted(found - layout.keys())
+    raise ValueError(f"{path} is not pytorch-fid's Inception: missing {missing[:5]}, "
+                     f"unexpected {unexpected[:5]}")
+  variables: dict[str, Any] = {}
+  for name, (flax_path, _) in layout.items():
+    value = state_dict[name]
     if value.ndim == 4:
       value = value.transpose(2, 3, 1, 0)
     elif value.ndim == 2:
       value = value.T
-    tree = variables[collection]
-    for module in modules:
-      tree = tree.setdefault(module, {})
-    tree[name] = jnp.asarray(value, jnp.float32)
-  _check_variables(variables, path)
+    tree = variables
+    for key in flax_path[:-1]:
+      tree = tree.setdefault(key, {})
+    tree[flax_path[-1]] = jnp.asarray(value, jnp.float32)
   return variables
-
-
-def _check_variables(variables: dict[str, Any], path: str | os.PathLike) -> None:
-  expected = jax.eval_shape(FIDInceptionV3().init, jax.random.key(0),
-                            jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3)))
-  want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(expected)}
-  got = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(variables)}
-  if want != got:
-    missing = sorted(set(want) - set(got))
-    unexpected = sorted(set(got) - set(want))
-    wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
-    raise ValueError(f"{path} is not pytorch-fid's Inception: missing {missing[:5]}, "
-                     f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
