@@ -1,23 +1,37 @@
 """Orbax checkpoints holding the train state and the grain iterator state together.
 
 Saves are asynchronous and atomic (orbax writes to a temporary directory and renames),
-so an interrupted run never leaves a checkpoint that a later run would trust.
+so an interrupted run never leaves a checkpoint that a later run would trust. Each
+checkpoint also holds its state's `state_fingerprint` (the "digest" item), checked on
+restore: a checkpoint damaged on disk is found out instead of silently loaded.
+Checkpoints written before digests existed restore unchecked.
 """
 
+import re
+import sys
+import time
+import traceback
 from pathlib import Path
+from typing import Callable
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 
-from dcgan_jax.train_state import TrainState
+from dcgan_jax.train_state import TrainState, state_fingerprint
+
+ITEMS = ("state", "data", "digest")
+
+
+class UnusableCheckpoint(ValueError):
+  """A checkpoint that cannot be read or does not match its digest."""
 
 
 def create_manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       directory.absolute(),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-      item_names=("state", "data"),
+      item_names=ITEMS,
   )
 
 
@@ -46,28 +60,105 @@ def save(manager: ocp.CheckpointManager, state: TrainState,
   step = int(jax.device_get(state.step))
   manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
-      data=grain.checkpoint.CheckpointSave(data_iterator)))
+      data=grain.checkpoint.CheckpointSave(data_iterator),
+      digest=ocp.args.JsonSave({"state_fingerprint": state_fingerprint(state)})))
+
+
+def _one_line(error: Exception) -> str:
+  text = " ".join(str(error).split()) or type(error).__name__
+  # tensorstore appends the whole store specification.
+  text = re.split(r" See full TensorStore details| \[tensorstore_spec", text)[0]
+  return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _drop_after_effects_of_failed_reads() -> None:
+  """After a failed read, orbax's pending reads still fail one by one, in coroutines and
+  in tensorstore callbacks into the event loop orbax has closed, and each would print a
+  traceback through sys.unraisablehook, drowning the one-line report. Drops those, and
+  only those: exceptions raised inside orbax, or "Event loop is closed"."""
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_failed_read_after_effects", False):
+    return
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    closed_loop = isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+    in_orbax = any("orbax" in frame.filename
+                   for frame in traceback.extract_tb(unraisable.exc_traceback))
+    if not (closed_loop or in_orbax):
+      previous(unraisable)
+
+  hook.drops_failed_read_after_effects = True
+  sys.unraisablehook = hook
+
+
+def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable[[], dict]
+              ) -> TrainState:
+  """The state of checkpoint `step`, restored by `restore_items`, checked against its
+  digest; UnusableCheckpoint, in one line, if either fails."""
+  directory = Path(manager.directory) / str(step)
+  _drop_after_effects_of_failed_reads()
+  try:
+    state = restore_items()["state"]
+  except Exception as error:  # orbax and tensorstore raise many kinds for a damaged file
+    raise UnusableCheckpoint(f"checkpoint {directory} cannot be read: {_one_line(error)}"
+                             ) from error
+  if (directory / "digest").exists():
+    try:
+      digest = manager.restore(step, args=ocp.args.Composite(digest=ocp.args.JsonRestore()))
+      expected = digest["digest"]["state_fingerprint"]
+    except Exception as error:
+      raise UnusableCheckpoint(f"checkpoint {directory} has an unreadable digest: "
+                               f"{_one_line(error)}") from error
+    if state_fingerprint(state) != expected:
+      raise UnusableCheckpoint(f"checkpoint {directory} does not match its digest: its "
+                               f"files were changed after it was written")
+  return state
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state: TrainState,
             data_iterator: grain.DatasetIterator, step: int | None = None) -> TrainState:
   """Restores `step` (default: the latest) into arrays laid out like `abstract_state`
-  (a pytree of jax.ShapeDtypeStruct with shardings) and rewinds `data_iterator`."""
+  (a pytree of jax.ShapeDtypeStruct with shardings) and rewinds `data_iterator`;
+  UnusableCheckpoint if it cannot be read or fails its digest."""
   step = manager.latest_step() if step is None else step
-  restored = manager.restore(step, args=ocp.args.Composite(
+  return _verified(manager, step, lambda: manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract_state),
-      data=grain.checkpoint.CheckpointRestore(data_iterator)))
-  return restored["state"]
+      data=grain.checkpoint.CheckpointRestore(data_iterator))))
+
+
+def set_aside(manager: ocp.CheckpointManager, step: int) -> Path:
+  """Moves checkpoint `step` out of the manager's directory, into a sibling
+  `<directory>_unusable/` (renamed, never deleted), and returns where it went."""
+  directory = Path(manager.directory)
+  aside = directory.with_name(directory.name + "_unusable") / f"{step}-{int(time.time())}"
+  aside.parent.mkdir(exist_ok=True)
+  (directory / str(step)).rename(aside)
+  manager.reload()
+  return aside
+
+
+def restore_latest_usable(manager: ocp.CheckpointManager, abstract_state: TrainState,
+                          data_iterator: grain.DatasetIterator,
+                          report: Callable[[str], None]) -> TrainState:
+  """The latest checkpoint that reads and matches its digest. Each one that does not is
+  reported in one line and set aside; ValueError if none is usable."""
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      return restore(manager, abstract_state, data_iterator, step)
+    except UnusableCheckpoint as error:
+      report(f"{error}; moved to {set_aside(manager, step)}")
+  raise ValueError(f"no usable checkpoint in {manager.directory} (the unusable ones are in "
+                   f"{manager.directory}_unusable); restore one or use a new --workdir")
 
 
 def restore_state(directory: Path, abstract_state: TrainState,
                   step: int | None = None) -> TrainState:
-  """Restores only the train state, e.g. for sampling or evaluation."""
-  with ocp.CheckpointManager(directory.absolute(), item_names=("state", "data"),
-                             options=ocp.CheckpointManagerOptions(read_only=True, create=False)) as manager:
+  """Restores only the train state (checked against its digest), e.g. for sampling."""
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+  with ocp.CheckpointManager(directory.absolute(), item_names=ITEMS, options=options) as manager:
     step = manager.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {directory}")
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))
-  return restored["state"]
+    return _verified(manager, step, lambda: manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state))))

@@ -1,22 +1,36 @@
-"""The run directory's config.json: written at the start, checked on resume, read back."""
+"""The run directory: its config.json (written at the start, checked on resume, read
+back), and the lock that keeps a second process out of it."""
 
+import contextlib
 import copy
+import fcntl
 import json
+import os
+import socket
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection, Iterator
 
 import ml_collections
 
-from dcgan_jax import files
 
 # Keys that may change between a run and its resumption: they set how long and how
 # verbosely to train, not what is trained.
 RESUMABLE_KEYS = frozenset({
     "train.num_steps", "train.num_epochs", "train.log_every", "train.sample_every",
-    "train.checkpoint_every", "train.keep_checkpoints", "train.write_report", "data.dir", "data.num_workers",
+    "train.checkpoint_every", "train.keep_checkpoints", "train.write_report", "data.dir",
+    "data.num_workers",
     "data.num_threads", "data.prefetch", "eval.every_steps", "eval.num_samples",
     "eval.inception_weights", "eval.reference_num_images", "model.impl",
 })
+# Keys a resumed run may change when asked to (`allow_changes`): the optimiser's, to retry
+# from the last good checkpoint of a run that diverged.
+RETRY_KEYS = frozenset({
+    "train.g_lr", "train.d_lr", "train.g_beta1", "train.g_beta2", "train.d_beta1",
+    "train.d_beta2", "train.d_steps", "loss.penalty_weight",
+})
+# config.json's record of the keys changed on resume: [{"step", "changed": {key: [old, new]}}].
+RESUME_CHANGES = "resume_changes"
 # Keys added after runs were first written, with the value that reproduces those runs:
 # a config.json without them means these.
 ADDED_KEYS = {
@@ -72,20 +86,76 @@ def read_config(workdir: Path) -> ml_collections.ConfigDict:
   path = workdir / "config.json"
   if not path.exists():
     raise ValueError(f"--workdir {workdir} has no config.json: is it a training run directory?")
-  return ml_collections.ConfigDict(with_added_keys(json.loads(path.read_text())))
+  saved = json.loads(path.read_text())
+  saved.pop(RESUME_CHANGES, None)
+  return ml_collections.ConfigDict(with_added_keys(saved))
 
 
-def check_and_write_config(workdir: Path, config: ml_collections.ConfigDict,
-                           has_checkpoints: bool) -> None:
-  """Writes DIR/config.json, refusing to resume checkpoints made under another config."""
+def check_allowed_changes(allow_changes: Collection[str]) -> None:
+  unknown = sorted(set(allow_changes) - RETRY_KEYS)
+  if unknown:
+    raise ValueError(f"--allow_changes: {', '.join(unknown)} cannot change on resume; the keys "
+                     f"that can are {', '.join(sorted(RETRY_KEYS))}")
+
+
+def config_to_write(workdir: Path, config: ml_collections.ConfigDict, resume_step: int | None,
+                    allow_changes: Collection[str] = ()) -> dict[str, Any]:
+  """What DIR/config.json is to hold for `config`. Resuming checkpoints (at
+  `resume_step`) made under another config is refused, naming the keys, unless every
+  changed key is in `allow_changes` (a subset of RETRY_KEYS); then the change is recorded."""
   path = workdir / "config.json"
   current = config_as_dict(config)
-  if has_checkpoints and path.exists():
-    saved = with_added_keys(json.loads(path.read_text()))
-    keys = incompatible_keys(saved, current)
-    if keys:
-      details = ", ".join(f"{k}: {flatten(saved).get(k)!r} -> {flatten(current).get(k)!r}"
-                          for k in keys)
-      raise ValueError(f"{workdir} holds checkpoints of a run with a different config "
-                       f"({details}); use a new --workdir or the original config.")
-  files.write_json(path, current)
+  if resume_step is None:
+    return current
+  if not path.exists():
+    raise ValueError(f"{workdir} holds checkpoints but no config.json, so they cannot be "
+                     f"checked against this config; put config.json back or use a new --workdir")
+  saved = json.loads(path.read_text())
+  record = saved.pop(RESUME_CHANGES, [])
+  saved = with_added_keys(saved)
+  keys = incompatible_keys(saved, current)
+  refused = [k for k in keys if k not in allow_changes]
+  if refused:
+    details = ", ".join(f"{k}: {flatten(saved).get(k)!r} -> {flatten(current).get(k)!r}"
+                        for k in refused)
+    raise ValueError(f"{workdir} holds checkpoints of a run with a different config "
+                     f"({details}); use a new --workdir or the original config.")
+  if keys:
+    record = [*record, {"step": resume_step, "changed": {
+        k: [flatten(saved).get(k), flatten(current).get(k)] for k in keys}}]
+  return current | ({RESUME_CHANGES: record} if record else {})
+
+
+def make_workdir(workdir: Path) -> None:
+  """Creates the run directory; a one-line error if it cannot be a writable directory."""
+  if workdir.exists() and not workdir.is_dir():
+    raise ValueError(f"--workdir {workdir} is a file, not a directory")
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    tempfile.TemporaryFile(dir=workdir).close()
+  except OSError as error:
+    raise ValueError(f"--workdir {workdir} cannot be written: {error.strerror or error}"
+                     ) from error
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def locked(workdir: Path) -> Iterator[None]:
+  """Holds DIR/.lock while the run writes DIR. A second process is refused at once,
+  naming the holder; the lock is an flock, which the OS releases when its process dies,
+  so a dead run's lock is simply taken over."""
+  fd = os.open(workdir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
+      raise ValueError(f"--workdir {workdir} is in use by {holder}; wait for it to end or "
+                       f"use another --workdir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    yield
+  finally:
+    os.close(fd)

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dcgan_jax import files
+from dcgan_jax.eval import evaluator
 
 
 def image_grid(images_BHWC: np.ndarray, num_cols: int | None = None, pad: int = 2) -> np.ndarray:
@@ -38,6 +39,37 @@ def labelled(image: Image.Image, label: str) -> Image.Image:
   frame.paste(image, (0, 0))
   ImageDraw.Draw(frame).text((2, image.height + 1), label, fill="white")
   return frame
+
+
+MetricRows = list[dict[str, float]]
+
+
+def read_metrics(path: Path) -> MetricRows:
+  """The rows of metrics.jsonl; a last line still being written (no newline yet) is left out."""
+  if not path.exists():
+    return []
+  lines = path.read_text().splitlines(keepends=True)
+  return [json.loads(line) for line in lines if line.endswith("\n") and line.strip()]
+
+
+EVAL_PREFIX = "eval_"
+
+
+def evaluation_scores(rows: MetricRows) -> dict[str, dict[str, float]]:
+  """{"last": ..., "best": ...}: the scores of the last evaluation and of the best one
+  by `evaluator.selection_metric`), each with its step; {} without any.
+  A step evaluated twice (by a resumed run) counts once, its later row."""
+  by_step = {}
+  for row in rows:
+    scores = {k[len(EVAL_PREFIX):]: v for k, v in row.items() if k.startswith(EVAL_PREFIX)}
+    if scores:
+      by_step[row["step"]] = scores
+  if not by_step:
+    return {}
+  evaluations = [{"step": step, **scores} for step, scores in sorted(by_step.items())]
+  metric = evaluator.selection_metric(evaluations[-1])
+  return {"last": evaluations[-1],
+          "best": min((e for e in evaluations if metric in e), key=lambda e: e[metric])}
 
 
 class MetricWriter:

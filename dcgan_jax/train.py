@@ -4,16 +4,24 @@ Resumes from the latest checkpoint in `workdir` (train state and data iterator),
 running the same command again continues where the last run stopped.
 """
 
+import contextlib
 import functools
-import math
+import json
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Collection, Iterator
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
 
-from dcgan_jax import checkpointing, files, generate, parallel, run_dir, steps, summaries
+from dcgan_jax import (checkpointing, config_checks, files, generate, parallel, run_dir, steps,
+                       summaries)
 from dcgan_jax.data import pipeline, sources
 from dcgan_jax.eval import evaluator as evaluation
 from dcgan_jax.train_state import (GanSetup, TrainState, abstract_state, init_state_on,
@@ -28,56 +36,160 @@ def total_steps(train_config: ml_collections.ConfigDict, num_images: int) -> int
   return train_config.num_steps
 
 
+class TrainingStopped(RuntimeError):
+  """Training ended before its last step, its work saved: by a signal, or because the
+  state went non-finite. The message, one line, says where and how to go on."""
+
+
 def create_or_restore_state(setup: GanSetup, seed: int, mesh: jax.sharding.Mesh,
                             manager, data_iterator) -> TrainState:
-  """Initialises replicated on the mesh, or restores the latest checkpoint into it."""
+  """Initialises replicated on the mesh, or restores the latest usable checkpoint into it
+  (damaged ones are reported and set aside)."""
   if manager.latest_step() is None:
     return init_state_on(setup, seed, parallel.replicated(mesh))
-  return checkpointing.restore(manager, abstract_state(setup, parallel.replicated(mesh)),
-                               data_iterator)
+  return checkpointing.restore_latest_usable(
+      manager, abstract_state(setup, parallel.replicated(mesh)), data_iterator,
+      report=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def _host_scalars(metrics: dict[str, jax.Array]) -> dict[str, float]:
-  scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-  if not all(math.isfinite(v) for v in scalars.values()):
-    raise FloatingPointError(f"non-finite metrics: {scalars}")
-  return scalars
+  return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
-  """Trains to `train.num_steps` (or `train.num_epochs`), returns the final.json contents."""
+@jax.jit
+def _non_finite(state: TrainState, metrics: dict[str, jax.Array]) -> jax.Array:
+  """Whether any float in the state or the metrics is NaN or infinite: one device
+  reduction, run before anything is written from the state."""
+  leaves = [x for x in jax.tree.leaves((state, metrics)) if jnp.issubdtype(x.dtype, jnp.floating)]
+  return jnp.logical_not(jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])))
+
+
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[Callable[[], str | None]]:
+  """While training: SIGTERM and SIGINT ask the loop to stop after the current step
+  (instead of killing it), and the yielded function names the signal once one came.
+  A second signal changes nothing, so it cannot interrupt the final save."""
+  received: list[str] = []
+  if threading.current_thread() is not threading.main_thread():
+    yield lambda: None  # signal handlers can only be set from the main thread
+    return
+
+  def handle(signum, frame):
+    del frame
+    received.append(signal.Signals(signum).name)
+
+  previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield lambda: received[0] if received else None
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+
+
+def _any_process(flag: bool) -> bool:
+  """`flag` of any process: every process must stop at the same step to save together."""
+  if jax.process_count() == 1:
+    return flag
+  return bool(multihost_utils.process_allgather(np.array(flag)).any())
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
+                       allow_changes: Collection[str] = ()) -> dict[str, Any]:
+  """Trains to `train.num_steps` (or `train.num_epochs`), returns the final.json contents.
+
+  Everything is checked before anything is written: the config, the data, the variant,
+  the workdir. A run already complete is left as it is. `allow_changes`: keys of
+  `run_dir.RETRY_KEYS` that may differ from the checkpoints' config (e.g. to retry a run
+  that diverged with other learning rates); the change is recorded in config.json.
+  Raises TrainingStopped after a signal or divergence, with the work saved.
+  """
   start_time = time.time()
   workdir = Path(workdir)
+  config_checks.check_config(config)
+  run_dir.check_allowed_changes(allow_changes)
   source = sources.create_source(config.data, config.seed)
-  # Checks the variant's names and combinations before anything is written.
   setup = setup_from_config(config, source.attribute_names)
-  is_main_process = jax.process_index() == 0
-  if is_main_process:
-    workdir.mkdir(parents=True, exist_ok=True)
   mesh = parallel.make_mesh()
   parallel.check_global_batch_size(config.train.batch_size, mesh)
-
   num_steps = total_steps(config.train, len(source))
-  manager = checkpointing.create_manager(workdir / "checkpoints", config.train.keep_checkpoints)
-  has_checkpoints = manager.latest_step() is not None
+  is_main_process = jax.process_index() == 0
   if is_main_process:
-    run_dir.check_and_write_config(workdir, config, has_checkpoints)
+    run_dir.make_workdir(workdir)
+  # Only process 0 writes; the processes of a multi-host run share the workdir.
+  with (run_dir.locked(workdir) if is_main_process else contextlib.nullcontext()):
+    return _train(config, workdir, setup, source, mesh, num_steps, allow_changes, start_time)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
+           source: sources.Source, mesh: jax.sharding.Mesh, num_steps: int,
+           allow_changes: Collection[str], start_time: float) -> dict[str, Any]:
+  is_main_process = jax.process_index() == 0
+  manager = checkpointing.create_manager(workdir / "checkpoints", config.train.keep_checkpoints)
+  resume_step = manager.latest_step()
+  config_json = run_dir.config_to_write(workdir, config, resume_step, allow_changes)
+  if resume_step == num_steps and (workdir / "final.json").exists():
+    print(f"{workdir} is complete at step {num_steps}; raise --config.train.num_steps to "
+          f"train longer", flush=True)
+    manager.close()
+    return json.loads((workdir / "final.json").read_text())
+  if is_main_process:
+    files.write_json(workdir / "config.json", config_json)
   data_iterator = pipeline.create_train_iterator(
       config, source, jax.process_index(), jax.process_count())
-  state = create_or_restore_state(setup, config.seed, mesh, manager, data_iterator)
+  writer = summaries.MetricWriter(workdir, enabled=is_main_process)
+  best_manager = None
+  try:
+    state = create_or_restore_state(setup, config.seed, mesh, manager, data_iterator)
+    if config.eval.every_steps:
+      best_manager = checkpointing.create_best_manager(workdir / "checkpoints_best")
+    with _stop_requests() as stop_requested:
+      state, last_scalars = _loop(config, workdir, setup, source, mesh, num_steps, state,
+                                  manager, best_manager, data_iterator, writer, stop_requested,
+                                  start_time)
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    if best_manager is not None:
+      best_manager.wait_until_finished()
+      best_manager.close()
+    writer.close()
+    if hasattr(data_iterator, "close"):  # stops grain's worker processes
+      data_iterator.close()
 
+  final = {
+      "step": int(jax.device_get(state.step)),
+      "num_devices": mesh.size,
+      "num_processes": jax.process_count(),
+      "seconds": time.time() - start_time,
+      "metrics": last_scalars,
+      "eval": summaries.evaluation_scores(summaries.read_metrics(workdir / "metrics.jsonl")),
+      "state_fingerprint": state_fingerprint(state),
+  }
+  if is_main_process:
+    files.write_json(workdir / "final.json", final)
+    if config.train.write_report:
+      # matplotlib is imported only here.
+      from dcgan_jax.report import assemble, neighbours  # pylint: disable=g-import-not-at-top
+      assemble.write_report(workdir, neighbour_space=neighbours.neighbour_space(
+          config.eval.inception_weights or None))
+  return final
+
+
+def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
+          source: sources.Source, mesh: jax.sharding.Mesh, num_steps: int, state: TrainState,
+          manager, best_manager, data_iterator, writer: summaries.MetricWriter,
+          stop_requested: Callable[[], str | None], start_time: float
+          ) -> tuple[TrainState, dict[str, float]]:
+  """Steps from the state's step to `num_steps`; returns the state and the last logged
+  scalars."""
+  is_main_process = jax.process_index() == 0
   batch_sharding = parallel.batch_sharded(mesh)
   train_step = parallel.jit_train_step(functools.partial(steps.train_step, setup), mesh)
   variant = setup.variant
   sample_noise, sample_labels = generate.fixed_inputs(
       variant, source, config.seed, config.train.num_samples, generate.SAMPLE_NOISE_STREAM)
-  writer = summaries.MetricWriter(workdir, enabled=is_main_process)
 
-  def write_samples(step: int) -> None:
-    images = generate.generate(variant, state, sample_noise, sample_labels)
-    writer.write_sample_grid(step, summaries.image_grid(images))
-
-  evaluator = best_manager = None
+  evaluator = None
   if config.eval.every_steps:
     evaluator = evaluation.Evaluator(config, evaluation.cache_dir(config, workdir),
                                      num_samples=config.eval.num_samples,
@@ -86,12 +198,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       print(f"evaluating SWD only. {evaluator.unavailable_reason}", flush=True)
     eval_noise, eval_labels = generate.fixed_inputs(
         variant, source, config.seed, evaluator.num_samples, generate.EVAL_NOISE_STREAM)
-    best_manager = checkpointing.create_best_manager(workdir / "checkpoints_best")
-
-  def evaluate(step: int) -> None:
-    scores = evaluator(generate.generate(variant, state, eval_noise, eval_labels))
-    writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
-    checkpointing.save_best(best_manager, state, scores[evaluation.selection_metric(scores)])
 
   first_step = int(jax.device_get(state.step))
   last_scalars: dict[str, float] = {}
@@ -111,40 +217,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       summaries.print_progress(step, num_steps, scalars, images_per_second,
                                eta_seconds=(num_steps - step) * seconds_per_step)
 
+  def stop_diverged(step: int) -> None:
+    manager.wait_until_finished()
+    good = manager.latest_step()
+    where = (f"the last good checkpoint, step {good} in {workdir / 'checkpoints'}, is kept; "
+             f"to retry from it with other learning rates, rerun with e.g. "
+             f"--config.train.g_lr=... --config.train.d_lr=... "
+             f"--allow_changes=train.g_lr,train.d_lr" if good is not None
+             else "no checkpoint was written yet; start again with other learning rates")
+    raise TrainingStopped(f"training diverged: non-finite parameters or metrics at step "
+                          f"{step}; {where}")
+
   for step in range(first_step + 1, num_steps + 1):
     batch = parallel.global_batch(next(data_iterator), batch_sharding)
     state, metrics = train_step(state, batch)
     if pending is not None:
       log(*pending)
       pending = None
-    if step % config.train.log_every == 0 or step == num_steps:
+    signal_name = stop_requested()
+    stopping = _any_process(signal_name is not None)
+    is_log_step = step % config.train.log_every == 0 or step == num_steps
+    is_sample_step = step % config.train.sample_every == 0 or step == num_steps
+    is_eval_step = evaluator and (step % config.eval.every_steps == 0 or step == num_steps)
+    is_checkpoint_step = stopping or step % config.train.checkpoint_every == 0 or step == num_steps
+    if ((is_log_step or is_sample_step or is_eval_step or is_checkpoint_step)
+        and bool(_non_finite(state, metrics))):
+      stop_diverged(step)
+    if is_log_step:
       pending = (step, metrics)
-    if step % config.train.sample_every == 0 or step == num_steps:
-      write_samples(step)
-    if evaluator and (step % config.eval.every_steps == 0 or step == num_steps):
-      evaluate(step)
-    if step % config.train.checkpoint_every == 0 or step == num_steps:
+    if is_sample_step:
+      images = generate.generate(variant, state, sample_noise, sample_labels)
+      writer.write_sample_grid(step, summaries.image_grid(images))
+    if is_eval_step:
+      scores = evaluator(generate.generate(variant, state, eval_noise, eval_labels))
+      writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
+      checkpointing.save_best(best_manager, state, scores[evaluation.selection_metric(scores)])
+    if is_checkpoint_step:
       checkpointing.save(manager, state, data_iterator)
+    if stopping:
+      if pending is not None:
+        log(*pending)
+      manager.wait_until_finished()
+      raise TrainingStopped(
+          f"stopped by {signal_name or 'another process'} at step {step} of {num_steps}, "
+          f"saved in {workdir / 'checkpoints'}; run the same command to resume")
   if pending is not None:
     log(*pending)
-
-  manager.wait_until_finished()
-  if best_manager is not None:
-    best_manager.wait_until_finished()
-  writer.close()
-  final = {
-      "step": int(jax.device_get(state.step)),
-      "num_devices": mesh.size,
-      "num_processes": jax.process_count(),
-      "seconds": time.time() - start_time,
-      "metrics": last_scalars,
-      "state_fingerprint": state_fingerprint(state),
-  }
-  if is_main_process:
-    files.write_json(workdir / "final.json", final)
-    if config.train.write_report:
-      # matplotlib is imported only here.
-      from dcgan_jax.report import assemble, neighbours  # pylint: disable=g-import-not-at-top
-      assemble.write_report(workdir, neighbour_space=neighbours.neighbour_space(
-          config.eval.inception_weights or None))
-  return final
+  return state, last_scalars

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from dcgan_jax import generate, losses, variants
+from dcgan_jax import generate, losses, summaries, variants
 from dcgan_jax.data import sources
 from dcgan_jax.models import layers
 from dcgan_jax.report import assemble, figures, neighbours
@@ -61,7 +61,7 @@ def test_metrics_are_read_as_a_resumed_run_leaves_them(tmp_path):
           {"step": 4, "eval_kid": 0.5, "eval_kid_std": 0.1, "eval_swd": 7.0},
           {"step": 4, "d_loss": 0.8}]  # step 4 again, after resuming from step 2
   path.write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"step": 6, "d_lo')
-  read = figures.read_metrics(path)
+  read = summaries.read_metrics(path)
   steps, values = figures.series(read, "d_loss")
   assert steps.tolist() == [2, 4] and values.tolist() == [1.0, 0.8]
   assert figures.eval_metric_names(read) == ["kid", "swd"]

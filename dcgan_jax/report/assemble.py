@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from dcgan_jax import files, generate
+from dcgan_jax import files, generate, summaries
 from dcgan_jax.data import sources
 from dcgan_jax.report import figures, neighbours, page
 
@@ -39,7 +39,7 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
                      f"images, got {num_neighbours}")
   report_dir = workdir / "report"
   report_dir.mkdir(exist_ok=True)
-  rows = figures.read_metrics(workdir / "metrics.jsonl")
+  rows = summaries.read_metrics(workdir / "metrics.jsonl")
   rng = np.random.default_rng(seed)
   images: list[tuple[str, str]] = []
   notes: list[str] = []

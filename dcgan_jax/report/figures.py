@@ -8,7 +8,6 @@ the discriminator runs.
 """
 
 import io
-import json
 import math
 from pathlib import Path
 
@@ -20,8 +19,8 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from dcgan_jax import generate, losses, steps, summaries
+from dcgan_jax.summaries import MetricRows
 
-MetricRows = list[dict[str, float]]
 
 NUM_FEATURE_LAYERS = 2
 NUM_FEATURE_CHANNELS = 8
@@ -33,14 +32,6 @@ _BETTER = {"swd": "lower", "fid": "lower", "kid": "lower", "is": "higher"}
 
 
 # ---------------------------------------------------------------------------- metrics
-
-
-def read_metrics(path: Path) -> MetricRows:
-  """The rows of metrics.jsonl; a last line still being written (no newline yet) is left out."""
-  if not path.exists():
-    return []
-  lines = path.read_text().splitlines(keepends=True)
-  return [json.loads(line) for line in lines if line.endswith("\n") and line.strip()]
 
 
 def series(rows: MetricRows, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,118 @@
+"""Every key of a training config checked before anything is written: `check_config`.
+
+A bad value is one line naming the key, the value and what was expected; a key the
+project does not know (a typo in a config file) names the closest known key. Names
+(`model.arch`, `loss.name`, ...) are checked where they are looked up
+(`dcgan_jax.variants`, `data.sources`), which list the known ones.
+"""
+
+import difflib
+import math
+from typing import Any, Callable, NamedTuple
+
+import ml_collections
+
+from dcgan_jax import run_dir
+
+
+class Rule(NamedTuple):
+  kind: type
+  holds: Callable[[Any], bool]
+  expected: str
+  optional: bool = False  # None allowed
+
+
+def _positive(kind: type) -> Rule:
+  return Rule(kind, lambda v: v > 0, f"a positive {'integer' if kind is int else 'number'}")
+
+
+def _at_least_zero(kind: type) -> Rule:
+  return Rule(kind, lambda v: v >= 0, f"{'an integer' if kind is int else 'a number'} >= 0")
+
+
+def _fraction() -> Rule:
+  return Rule(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+_ANY_STR = Rule(str, lambda v: True, "a string")
+_ANY_BOOL = Rule(bool, lambda v: True, "true or false")
+MAX_RESOLUTION = 1024
+
+# Every key of a training config; a key not here is unknown.
+RULES: dict[str, Rule] = {
+    "seed": Rule(int, lambda v: v >= 0, "an integer >= 0"),
+    "data.source": _ANY_STR,
+    "data.dir": _ANY_STR,
+    "data.split": Rule(str, lambda v: v in ("train", "valid", "test"), "train, valid or test"),
+    "data.resolution": Rule(int, lambda v: 8 <= v <= MAX_RESOLUTION and v & (v - 1) == 0,
+                            f"a power of two from 8 to {MAX_RESOLUTION}"),
+    "data.num_images": _positive(int),
+    "data.random_flip": _ANY_BOOL,
+    "data.augment": _ANY_STR,
+    "data.num_workers": _at_least_zero(int),
+    "data.num_threads": _positive(int),
+    "data.prefetch": _at_least_zero(int),
+    "model.arch": _ANY_STR,
+    "model.d_norm": _ANY_STR,
+    "model.condition": _ANY_STR,
+    "model.attributes": _ANY_STR,
+    "model.nf": _positive(int),
+    "model.z_dim": _positive(int),
+    "model.dtype": Rule(str, lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
+    "model.impl": _ANY_STR,
+    "loss.name": _ANY_STR,
+    "loss.penalty": _ANY_STR,
+    "loss.penalty_weight": _at_least_zero(float),
+    "train.batch_size": _positive(int),
+    "train.num_steps": _positive(int),
+    "train.num_epochs": Rule(float, lambda v: v > 0, "a positive number (or None)",
+                             optional=True),
+    "train.d_steps": _positive(int),
+    "train.g_lr": _positive(float),
+    "train.d_lr": _positive(float),
+    "train.g_beta1": _fraction(),
+    "train.g_beta2": _fraction(),
+    "train.d_beta1": _fraction(),
+    "train.d_beta2": _fraction(),
+    "train.g_ema_decay": _fraction(),
+    "train.log_every": _positive(int),
+    "train.sample_every": _positive(int),
+    "train.checkpoint_every": _positive(int),
+    "train.keep_checkpoints": _positive(int),
+    "train.num_samples": _positive(int),
+    "train.write_report": _ANY_BOOL,
+    "eval.every_steps": _at_least_zero(int),
+    "eval.num_samples": _positive(int),
+    "eval.inception_weights": _ANY_STR,
+    "eval.reference_num_images": _at_least_zero(int),
+}
+
+
+def _has_kind(value: Any, kind: type) -> bool:
+  if isinstance(value, bool):
+    return kind is bool
+  if kind is float:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+  return isinstance(value, kind)
+
+
+def unknown_key_message(key: str, known: list[str]) -> str:
+  """'unknown config key K' with the closest known key, if one is close."""
+  close = difflib.get_close_matches(key, known, n=1)
+  return f"unknown config key {key}" + (f"; did you mean {close[0]}?" if close else "")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises a one-line ValueError for the first unknown key or bad value."""
+  values = run_dir.flatten(config.to_dict())
+  for key in values:
+    if key not in RULES:
+      raise ValueError(unknown_key_message(key, list(RULES)))
+  for key, rule in RULES.items():
+    if key not in values:
+      raise ValueError(f"config key {key} is missing")
+    value = values[key]
+    if value is None and rule.optional:
+      continue
+    if not (_has_kind(value, rule.kind) and rule.holds(value)):
+      raise ValueError(f"config key {key}={value!r}: expected {rule.expected}")

@@ -1,0 +1,312 @@
+"""Failure and recovery: signals, divergence, damaged checkpoints, a shared workdir and
+runs that are already complete."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dcgan_jax import checkpointing, run_dir, steps, summaries, train
+from dcgan_jax.train_state import abstract_state, setup_from_config
+from tests.cli import REPO, SYNTHETIC_TINY, train as train_cli
+from tests.runs import tiny_config, train_tiny
+
+
+def _fingerprint(workdir: Path) -> str:
+  return json.loads((workdir / "final.json").read_text())["state_fingerprint"]
+
+
+def _checkpoint_steps(workdir: Path) -> list[int]:
+  return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def _restore(workdir: Path, step: int):
+  config = run_dir.read_config(workdir)
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return checkpointing.restore_state(workdir / "checkpoints",
+                                     abstract_state(setup_from_config(config), sharding), step)
+
+
+def _start_training(workdir: Path, *overrides: str) -> subprocess.Popen:
+  return subprocess.Popen(
+      [sys.executable, "-m", "experiments.celeba", "--workdir", str(workdir), "--config",
+       SYNTHETIC_TINY, *overrides], cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_step(workdir: Path, step: int, process: subprocess.Popen, timeout: float = 240
+                   ) -> None:
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    rows = summaries.read_metrics(workdir / "metrics.jsonl")
+    if rows and rows[-1]["step"] >= step:
+      return
+    if process.poll() is not None:
+      raise AssertionError(f"training ended early:\n{process.stderr.read()[-3000:]}")
+    time.sleep(0.1)
+  raise AssertionError(f"no step {step} in {timeout} s")
+
+
+def _children(pid: int) -> list[int]:
+  found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+  return [int(p) for p in found.split()]
+
+
+def _alive(pid: int) -> bool:
+  try:
+    status = Path(f"/proc/{pid}/status").read_text()
+  except FileNotFoundError:
+    return False
+  return "State:\tZ" not in status
+
+
+LONG = ("--config.train.num_steps=100000", "--config.train.checkpoint_every=100000",
+        "--config.train.sample_every=100000", "--config.train.log_every=1")
+
+
+def test_sigterm_saves_where_it_stopped_and_the_rerun_ends_as_an_uninterrupted_run(tmp_path):
+  """Also: the data workers go with it, a second signal during the save harms nothing,
+  and a second process in the same workdir is refused at once, naming the first."""
+  workdir = tmp_path / "run"
+  process = _start_training(workdir, *LONG, "--config.data.num_workers=1")
+  _wait_for_step(workdir, 3, process)
+  second = subprocess.run(
+      [sys.executable, "-m", "experiments.celeba", "--workdir", str(workdir), "--config",
+       SYNTHETIC_TINY], cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+      capture_output=True, text=True, timeout=120)
+  assert second.returncode == 2
+  assert second.stderr.strip().splitlines()[-1].startswith(
+      f"error: --workdir {workdir} is in use by process {process.pid} on ")
+  workers = _children(process.pid)
+  assert workers  # the grain worker (and the tools multiprocessing starts)
+  process.send_signal(signal.SIGTERM)
+  time.sleep(0.05)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 1
+  last = stderr.strip().splitlines()[-1]
+  stopped_at = int(last.split(" at step ")[1].split()[0])
+  assert last == (f"stopped by SIGTERM at step {stopped_at} of 100000, saved in "
+                  f"{workdir / 'checkpoints'}; run the same command to resume")
+  assert "Traceback" not in stderr
+  assert _checkpoint_steps(workdir) == [stopped_at]
+  deadline = time.time() + 10
+  while any(_alive(pid) for pid in workers) and time.time() < deadline:
+    time.sleep(0.1)
+  assert not any(_alive(pid) for pid in workers)
+
+  total = stopped_at + 3
+  resumed = _start_training(workdir, f"--config.train.num_steps={total}",
+                            "--config.data.num_workers=1")
+  _, stderr = resumed.communicate(timeout=240)
+  assert resumed.returncode == 0, stderr[-3000:]
+  train_tiny(tmp_path / "straight", {"train.num_steps": total})
+  assert _fingerprint(workdir) == _fingerprint(tmp_path / "straight")
+
+
+def test_ctrl_c_saves_and_exits_with_one_line(tmp_path):
+  process = _start_training(tmp_path, *LONG)
+  _wait_for_step(tmp_path, 2, process)
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 1 and "Traceback" not in stderr
+  assert stderr.strip().splitlines()[-1].startswith("stopped by SIGINT at step ")
+  assert len(_checkpoint_steps(tmp_path)) == 1
+
+
+def _poisoned_from(step: int):
+  """steps.train_step, but every parameter is NaN from `step` on."""
+  original = steps.train_step
+
+  def poisoned(setup, state, batch):
+    state, metrics = original(setup, state, batch)
+    poison = jnp.where(state.step >= step, jnp.nan, 0.0)
+    return state.replace(g_params=jax.tree.map(lambda p: p + poison, state.g_params)), metrics
+
+  return poisoned
+
+
+def test_divergence_writes_nothing_from_the_bad_state_and_a_retry_goes_on_from_the_last_good(
+    tmp_path, monkeypatch):
+  lengths = {"train.num_steps": 12, "train.checkpoint_every": 2, "train.sample_every": 4,
+             "train.log_every": 100}
+  monkeypatch.setattr(steps, "train_step", _poisoned_from(7))
+  with pytest.raises(train.TrainingStopped) as stopped:
+    train_tiny(tmp_path, lengths)
+  message = str(stopped.value)
+  assert "\n" not in message
+  assert message.startswith("training diverged: non-finite parameters or metrics at step 8; "
+                            f"the last good checkpoint, step 6 in {tmp_path / 'checkpoints'}")
+  assert "--allow_changes=train.g_lr,train.d_lr" in message
+  assert _checkpoint_steps(tmp_path) == [2, 4, 6]
+  assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_0000004.png"]
+  for step in (2, 4, 6):
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(_restore(tmp_path, step).g_params))
+  assert not (tmp_path / "final.json").exists()
+
+  monkeypatch.undo()
+  with pytest.raises(ValueError, match=r"different config \(train.g_lr: 0.0002 -> 0.0001\)"):
+    train_tiny(tmp_path, lengths | {"train.g_lr": 1e-4})
+  final = train.train_and_evaluate(tiny_config(lengths | {"train.g_lr": 1e-4}), tmp_path,
+                                   allow_changes=["train.g_lr"])
+  assert final["step"] == 12
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["train"]["g_lr"] == 1e-4
+  assert saved[run_dir.RESUME_CHANGES] == [{"step": 6, "changed": {"train.g_lr": [2e-4, 1e-4]}}]
+  assert run_dir.read_config(tmp_path).train.g_lr == 1e-4
+  with pytest.raises(ValueError, match=r"^--allow_changes: model.nf cannot change on resume"):
+    train.train_and_evaluate(tiny_config(), tmp_path / "other", allow_changes=["model.nf"])
+
+
+def test_huge_learning_rates_never_put_a_non_finite_state_on_disk(tmp_path):
+  with pytest.raises(train.TrainingStopped, match="^training diverged"):
+    train_tiny(tmp_path, {"train.g_lr": 1e8, "train.d_lr": 1e8, "train.num_steps": 30,
+                          "train.checkpoint_every": 1, "train.log_every": 100})
+  for step in _checkpoint_steps(tmp_path):
+    state = _restore(tmp_path, step)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves((state.g_params, state.d_params)))
+
+
+def _flip_bytes(path: Path) -> None:
+  data = bytearray(path.read_bytes())
+  data[len(data) // 2] ^= 0x21
+  path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+  path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _largest_data_file(checkpoint: Path) -> Path:
+  return max((checkpoint / "state").rglob("d/*"), key=lambda p: p.stat().st_size)
+
+
+DAMAGE = {
+    "flipped bits": lambda checkpoint: _flip_bytes(_largest_data_file(checkpoint)),
+    "truncated file": lambda checkpoint: _truncate(_largest_data_file(checkpoint)),
+    "deleted manifest": lambda checkpoint: (checkpoint / "state" / "manifest.ocdbt").unlink(),
+}
+
+
+@pytest.fixture(scope="module")
+def checkpointed_run(tmp_path_factory):
+  """A tiny run with checkpoints at steps 4, 6 and 8, and the same run straight to 10."""
+  root = tmp_path_factory.mktemp("checkpointed")
+  train_tiny(root / "run", {"train.checkpoint_every": 2})
+  train_tiny(root / "straight", {"train.num_steps": 10})
+  return root
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_latest_checkpoint_is_set_aside_and_the_one_before_resumed(
+    checkpointed_run, tmp_path, capsys, damage):
+  workdir = tmp_path / "run"
+  shutil.copytree(checkpointed_run / "run", workdir)
+  original = sorted(p.relative_to(workdir / "checkpoints" / "8")
+                    for p in (workdir / "checkpoints" / "8").rglob("*"))
+  DAMAGE[damage](workdir / "checkpoints" / "8")
+  final = train_tiny(workdir, {"train.checkpoint_every": 2, "train.num_steps": 10})
+  report = [line for line in capsys.readouterr().err.splitlines() if "checkpoint" in line]
+  aside = workdir / "checkpoints_unusable"
+  (moved,) = aside.iterdir()
+  assert len(report) == 1 and report[0].startswith(f"checkpoint {workdir / 'checkpoints' / '8'} ")
+  assert report[0].endswith(f"; moved to {moved}")
+  assert moved.name.startswith("8-")
+  kept = sorted(p.relative_to(moved) for p in moved.rglob("*"))
+  assert set(kept) <= set(original) and len(original) - len(kept) <= 1  # renamed, not deleted
+  assert final["state_fingerprint"] == _fingerprint(checkpointed_run / "straight")
+
+
+def test_flipped_bits_are_caught_by_the_digest_when_the_file_still_reads(checkpointed_run,
+                                                                         tmp_path):
+  """A change in stored values that the storage format does not notice: only the
+  digest can, and restoring (e.g. for sampling) refuses it in one line."""
+  workdir = tmp_path / "run"
+  shutil.copytree(checkpointed_run / "run", workdir)
+  digest_path = workdir / "checkpoints" / "8" / "digest" / "metadata"
+  digest = json.loads(digest_path.read_text())
+  digest["state_fingerprint"] = "0" * 64
+  digest_path.write_text(json.dumps(digest))
+  with pytest.raises(checkpointing.UnusableCheckpoint,
+                     match=r"^checkpoint .*/8 does not match its digest"):
+    _restore(workdir, 8)
+
+
+def test_no_usable_checkpoint_stops_instead_of_starting_over(checkpointed_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(checkpointed_run / "run", workdir)
+  for step in (4, 6, 8):
+    (workdir / "checkpoints" / str(step) / "state" / "manifest.ocdbt").unlink()
+  with pytest.raises(ValueError, match=r"^no usable checkpoint in .*checkpoints \(the "
+                                       r"unusable ones are in .*checkpoints_unusable\)"):
+    train_tiny(workdir, {"train.checkpoint_every": 2, "train.num_steps": 10})
+  assert len(list((workdir / "checkpoints_unusable").iterdir())) == 3
+  assert _checkpoint_steps(workdir) == []
+  assert json.loads((workdir / "final.json").read_text())["step"] == 8  # untouched
+
+
+def test_checkpoints_without_a_config_json_are_not_resumed(checkpointed_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(checkpointed_run / "run", workdir)
+  (workdir / "config.json").unlink()
+  with pytest.raises(ValueError, match="holds checkpoints but no config.json"):
+    train_tiny(workdir, {"train.num_steps": 10})
+
+
+def test_a_complete_run_is_left_as_it_is(checkpointed_run, tmp_path, capsys):
+  workdir = tmp_path / "run"
+  shutil.copytree(checkpointed_run / "run", workdir)
+  before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+  final = train_tiny(workdir, {"train.checkpoint_every": 2})
+  assert capsys.readouterr().out.strip() == (
+      f"{workdir} is complete at step 8; raise --config.train.num_steps to train longer")
+  assert final == json.loads(before[workdir / "final.json"])
+  after = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+  assert after == before
+
+
+def test_a_lock_held_by_a_live_process_refuses_and_a_dead_ones_is_taken_over(tmp_path):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  with run_dir.locked(workdir):
+    with pytest.raises(ValueError, match=rf"^--workdir {workdir} is in use by process "
+                                         rf"{os.getpid()} on "):
+      train_tiny(workdir)
+  assert not (workdir / "config.json").exists()
+  # What a killed run leaves: the file, without the flock the OS dropped with its process.
+  (workdir / run_dir.LOCK_NAME).write_text("process 4194000 on elsewhere\n")
+  assert train_tiny(workdir, {"train.num_steps": 2})["step"] == 2
+
+
+def test_final_json_records_the_last_and_the_best_evaluation(tmp_path):
+  final = train_tiny(tmp_path, {"eval.every_steps": 2, "eval.num_samples": 32})
+  rows = [r for r in summaries.read_metrics(tmp_path / "metrics.jsonl") if "eval_swd" in r]
+  assert [r["step"] for r in rows] == [2, 4, 6, 8]
+  best = min(rows, key=lambda r: r["eval_swd"])
+
+  def scores(row):
+    return {"step": row["step"], **{k[len("eval_"):]: v for k, v in row.items()
+                                    if k.startswith("eval_")}}
+
+  assert final["eval"] == {"last": scores(rows[-1]), "best": scores(best)}
+  assert "swd" in final["eval"]["best"]
+
+
+def test_cli_reports_a_damaged_checkpoint_in_one_line(checkpointed_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(checkpointed_run / "run", workdir)
+  DAMAGE["truncated file"](workdir / "checkpoints" / "8")
+  result = train_cli(workdir, "--config.train.checkpoint_every=2",
+                     "--config.train.num_steps=10")
+  lines = [l for l in result.stderr.splitlines() if not re.match(r"[IWE]\d{4} ", l)]
+  assert len(lines) == 1 and lines[0].startswith(f"checkpoint {workdir / 'checkpoints' / '8'} ")
