@@ -10,13 +10,13 @@ as --config.KEY=VALUE apply to every preset (e.g. the data, or a smaller resolut
 """
 
 import importlib
-import sys
 from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from dcgan_jax import compare, run_dir
+from experiments import cli
 from experiments.configs import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the compared runs.", required=True)
@@ -56,11 +56,11 @@ def main(argv: list[str]) -> None:
     configs = {name: preset_config(name) for name in _CONFIGS.value}
     report = compare.compare(Path(_WORKDIR.value), configs, seeds, _NUM_SAMPLES.value,
                              _WEIGHTS.value)
-  except ValueError as error:
-    sys.exit(f"error: {error}")
+  except (ValueError, FileNotFoundError) as error:
+    cli.fail(error)
   del report
   print((Path(_WORKDIR.value) / "compare.md").read_text(), end="")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

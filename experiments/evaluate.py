@@ -14,6 +14,7 @@ from absl import app, flags, logging
 
 from dcgan_jax import files, generate
 from dcgan_jax.eval import evaluator as evaluation
+from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Generated and real images compared.")
@@ -34,7 +35,7 @@ def main(argv: list[str]) -> None:
                                      num_samples=_NUM_SAMPLES.value,
                                      inception_weights=_WEIGHTS.value)
   except (ValueError, FileNotFoundError) as error:
-    sys.exit(f"error: {error}")
+    cli.fail(error)
   if evaluator.unavailable_reason:
     print(f"FID, KID and IS unavailable. {evaluator.unavailable_reason}", file=sys.stderr)
   fakes = generate.generate(run.variant, run.state,
@@ -45,4 +46,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

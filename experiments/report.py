@@ -5,12 +5,12 @@
 Open DIR/report/index.html in a browser.
 """
 
-import sys
 from pathlib import Path
 
 from absl import app, flags, logging
 
 from dcgan_jax.report import assemble, neighbours
+from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
 _NUM_NEIGHBOURS = flags.DEFINE_integer("num_neighbours", 8,
@@ -30,9 +30,9 @@ def main(argv: list[str]) -> None:
                                      seed=_SEED.value,
                                      neighbour_space=neighbours.neighbour_space(_WEIGHTS.value))
   except (ValueError, FileNotFoundError) as error:
-    sys.exit(f"error: {error}")
+    cli.fail(error)
   print(f"wrote {report_dir / 'index.html'}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -10,12 +10,12 @@ OUT/interpolation.png of latent paths (one per row) instead. A conditional run
 --attributes sets the named ones (1 present, -1 absent) and keeps the others.
 """
 
-import sys
 from pathlib import Path
 
 from absl import app, flags, logging
 
 from dcgan_jax import files, generate
+from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Where to write the PNG files.", required=True)
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
     if attributes:  # checked before anything is written
       generate.set_attributes(run.variant, run.inputs(_SEED.value, 1)[1], attributes)
   except (ValueError, FileNotFoundError) as error:
-    sys.exit(f"error: {error}")
+    cli.fail(error)
   out_dir = Path(_OUT_DIR.value)
   if _INTERPOLATE.value:
     grid = generate.interpolation_grid(run, _SEED.value, _ROWS.value, _COLS.value)
@@ -65,4 +65,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
