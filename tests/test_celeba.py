@@ -628,26 +628,26 @@ def test_loader_covers_every_prepared_image_once_per_epoch_with_its_attributes(s
                           for n in names)
 
 
-def test_training_on_prepared_faces_with_their_attributes(sample, tmp_path):
+def _train_on_prepared_faces(sample, tmp_path: Path, config) -> dict:
+  """Four steps of `config` on the sample faces prepared with their attributes."""
   root, _, _ = sample
   celeba_prepare.prepare(_only(root, "img_align_celeba", "list_attr_celeba.txt"),
                          tmp_path / "data", CONFIG)
-  config = celeba64.get_config("tiny")
   config.data.dir, config.train.num_steps = str(tmp_path / "data"), 4
   final = train.train_and_evaluate(config, tmp_path / "run")
   assert final["step"] == 4 and np.isfinite(final["metrics"]["d_loss"])
+  return final
+
+
+def test_training_on_prepared_faces_with_their_attributes(sample, tmp_path):
+  _train_on_prepared_faces(sample, tmp_path, celeba64.get_config("tiny"))
   assert (tmp_path / "run" / "samples" / "step_0000004.png").exists()
 
 
 def test_conditional_training_on_prepared_faces_and_sampling_with_attributes(sample, tmp_path):
-  root, _, _ = sample
-  celeba_prepare.prepare(_only(root, "img_align_celeba", "list_attr_celeba.txt"),
-                         tmp_path / "data", CONFIG)
   config = cdcgan.get_config("tiny")
-  config.data.dir, config.train.num_steps = str(tmp_path / "data"), 4
   config.model.attributes = "Male,Eyeglasses,Smiling"
-  final = train.train_and_evaluate(config, tmp_path / "run")
-  assert final["step"] == 4 and np.isfinite(final["metrics"]["d_loss"])
+  _train_on_prepared_faces(sample, tmp_path, config)
   run = generate.load_run(tmp_path / "run")
   names = shards.PreparedImages(tmp_path / "data").attribute_names
   assert run.variant.label_columns == tuple(names.index(n) for n in ("Male", "Eyeglasses",
