@@ -128,12 +128,15 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   resume_step = manager.latest_step()
   config_json = run_dir.config_to_write(workdir, config, resume_step, allow_changes)
   if resume_step == num_steps and (workdir / "final.json").exists():
-    print(f"{workdir} is complete at step {num_steps}; raise --config.train.num_steps to "
-          f"train longer", flush=True)
+    if is_main_process:
+      print(f"run complete at step {num_steps}; raise train.num_steps to continue", flush=True)
     manager.close()
     return json.loads((workdir / "final.json").read_text())
   if is_main_process:
     files.write_json(workdir / "config.json", config_json)
+    epochs = num_steps * config.train.batch_size / len(source)
+    print(f"training {num_steps:,} steps ({epochs:,.2f} epochs of {len(source):,} images)"
+          + (f", resuming from step {resume_step:,}" if resume_step else ""), flush=True)
   data_iterator = pipeline.create_train_iterator(
       config, source, jax.process_index(), jax.process_count())
   writer = summaries.MetricWriter(workdir, enabled=is_main_process)

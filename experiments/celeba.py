@@ -1,6 +1,11 @@
-"""Trains a DCGAN on faces.
+"""Trains a GAN on faces.
 
-  python -m experiments.celeba --workdir DIR [--config FILE] [--config.train.num_steps=N]
+  python -m experiments.celeba --workdir DIR [--config NAME_OR_FILE] [--config.train.num_steps=N]
+
+--config takes a preset's name (`synthetic`, `dcgan`, `wgan_gp:tiny`, ...) or a config
+file's path. A length given on the command line wins: --config.train.num_steps unsets
+the config's train.num_epochs, --config.train.num_epochs=None (or 0) unsets it too, and
+giving both is an error. --print_config shows the resolved config and exits.
 
 Running the same command again resumes from the latest checkpoint in DIR. For several
 hosts, start one process per host with --coordinator_address, --num_processes and
@@ -19,8 +24,10 @@ from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and samples.",
                                required=True)
-config_flags.DEFINE_config_file("config", "experiments/configs/celeba64.py",
-                                "Experiment config file.", lock_config=True)
+config_flags.DEFINE_config_file("config", str(cli.CONFIG_DIR / "celeba64.py"),
+                                "A preset's name (e.g. synthetic, dcgan:tiny) or a config "
+                                "file.", lock_config=True)
+_PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print the resolved config and exit.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Call jax.distributed.initialize() with auto-detection.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
@@ -32,6 +39,25 @@ _ALLOW_CHANGES = flags.DEFINE_list(
     "checkpoints' on resume, e.g. train.g_lr,train.d_lr to retry a run that diverged.")
 
 
+_EPOCHS_UNSET = ("--config.train.num_epochs=None", "--config.train.num_epochs=0",
+                 "--config.train.num_epochs=0.0")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """`cli.parse_flags`, and the run's length as the command line gives it: flags cannot
+  set None, so `num_epochs=None` (or 0) is taken here, and a step count given alone
+  unsets the config's epoch count instead of being silently overridden by it."""
+  epochs_unset = any(arg in _EPOCHS_UNSET for arg in argv)
+  remaining = cli.parse_flags([arg for arg in argv if arg not in _EPOCHS_UNSET])
+  steps_given = cli.given("config.train.num_steps")
+  if steps_given and cli.given("config.train.num_epochs"):
+    cli.fail("--config.train.num_steps and --config.train.num_epochs both set the length; "
+             "give one")
+  if steps_given or epochs_unset:
+    flags.FLAGS.config.train.num_epochs = None
+  return remaining
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -40,6 +66,9 @@ def main(argv: list[str]) -> None:
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
   logging.set_verbosity(logging.ERROR)
+  if _PRINT_CONFIG.value:
+    print(flags.FLAGS.config)
+    return
   try:
     train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value,
                              allow_changes=_ALLOW_CHANGES.value)
@@ -55,4 +84,4 @@ if __name__ == "__main__":
   # by multiprocessing's resource tracker, which would warn about each: the tracker
   # process takes its warning filters from these options.
   sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
-  cli.run(main)
+  cli.run(main, parse_flags)

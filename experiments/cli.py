@@ -7,6 +7,7 @@ anything is written.
 
 import re
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from absl import app, flags
@@ -27,9 +28,37 @@ def _config_override(argv: Sequence[str], unknown: str) -> str:
   return f"--config...{unknown}"
 
 
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def config_file(value: str) -> str:
+  """A --config value: a preset name (`synthetic`, `dcgan:tiny`) becomes the project's
+  experiments/configs/NAME.py, wherever the command runs; a path stays as it is."""
+  name, colon, variant = value.partition(":")
+  if "/" in name or name.endswith(".py"):
+    return value
+  path = CONFIG_DIR / f"{name}.py"
+  if not path.exists():
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem not in ("__init__", "common"))
+    fail(f"--config: no config named {name!r}; expected a file path or one of: "
+         f"{', '.join(known)}")
+  return f"{path}{colon}{variant}"
+
+
+def _with_config_files(argv: list[str]) -> list[str]:
+  resolved = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      resolved[i] = "--config=" + config_file(arg[len("--config="):])
+    elif arg == "--config" and i + 1 < len(argv):
+      resolved[i + 1] = config_file(argv[i + 1])
+  return resolved
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with every failure (including the config file's and its
-  overrides') turned into `fail`'s one line."""
+  overrides') turned into `fail`'s one line; --config may name a preset."""
+  argv = _with_config_files(argv)
   try:
     remaining = flags.FLAGS(argv)
     if "config" in flags.FLAGS:
@@ -54,6 +83,12 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(" ".join(str(error).split()))
 
 
-def run(main: Callable[[list[str]], None]) -> None:
-  """app.run(main) with `parse_flags`."""
-  app.run(main, flags_parser=parse_flags)
+def given(flag: str) -> bool:
+  """Whether the command line set `flag` (config overrides exist only when given)."""
+  return flag in flags.FLAGS and flags.FLAGS[flag].present
+
+
+def run(main: Callable[[list[str]], None],
+        parser: Callable[[list[str]], list[str]] = parse_flags) -> None:
+  """app.run(main) with `parse_flags` (or a parser built on it)."""
+  app.run(main, flags_parser=parser)

@@ -40,7 +40,7 @@ def preset_config(name: str):
   config = module.get_config()
   given = {dotted: value
            for dotted, value in run_dir.flatten(run_dir.config_as_dict(_OVERRIDES.value)).items()
-           if f"config.{dotted}" in flags.FLAGS and flags.FLAGS[f"config.{dotted}"].present}
+           if cli.given(f"config.{dotted}")}
   config.update_from_flattened_dict(given)
   if _STEPS.value is not None:
     config.train.num_steps, config.train.num_epochs = _STEPS.value, None

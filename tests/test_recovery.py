@@ -269,7 +269,7 @@ def test_a_complete_run_is_left_as_it_is(checkpointed_run, tmp_path, capsys):
   before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
   final = train_tiny(workdir, {"train.checkpoint_every": 2})
   assert capsys.readouterr().out.strip() == (
-      f"{workdir} is complete at step 8; raise --config.train.num_steps to train longer")
+      "run complete at step 8; raise train.num_steps to continue")
   assert final == json.loads(before[workdir / "final.json"])
   after = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
   assert after == before

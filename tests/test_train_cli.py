@@ -1,8 +1,12 @@
 """The training command as a user types it: exit codes and one-line errors."""
 
 import json
+import os
+import subprocess
+import sys
 
-from tests.cli import train
+from experiments.configs import synthetic
+from tests.cli import REPO, run_module, train
 
 
 def test_cli_trains_then_refuses_an_incompatible_resume_naming_the_keys(tmp_path):
@@ -23,3 +27,55 @@ def test_unknown_variant_name_is_a_one_line_error_before_anything_is_written(tmp
   message = result.stderr.strip().splitlines()[-1]
   assert "loss.name 'nonsaturating' is unknown" in message and "non_saturating" in message
   assert not (tmp_path / "run" / "config.json").exists()
+
+
+def _stdout_lines(result) -> list[str]:
+  return [line for line in result.stdout.splitlines() if not line.startswith("step ")]
+
+
+def test_configs_by_name_from_any_directory_and_the_first_line_of_every_run(tmp_path):
+  config = synthetic.get_config("tiny")
+  images = config.data.num_images
+
+  def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.celeba", "--workdir", "run", "--config",
+         "synthetic:tiny", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)})
+
+  first = run("--config.train.num_steps=4", "--config.train.checkpoint_every=4")
+  assert first.returncode == 0, first.stderr[-2000:]
+  assert _stdout_lines(first)[0] == (
+      f"training 4 steps ({4 * config.train.batch_size / images:.2f} epochs of {images} images)")
+  again = run("--config.train.num_steps=4", "--config.train.checkpoint_every=4")
+  assert _stdout_lines(again) == ["run complete at step 4; raise train.num_steps to continue"]
+  longer = run("--config.train.num_steps=6", "--config.train.checkpoint_every=4")
+  assert _stdout_lines(longer)[0] == (f"training 6 steps ({6 * config.train.batch_size / images:.2f}"
+                                      f" epochs of {images} images), resuming from step 4")
+
+
+def _printed_length(*args) -> dict[str, str]:
+  printed = run_module("experiments.celeba", "--workdir", "unused", "--config", "dcgan",
+                       "--print_config", *args).stdout
+  train_section = printed.split("\ntrain:\n")[1]
+  return dict(line.strip().split(": ", 1) for line in train_section.splitlines()
+              if line.strip().startswith(("num_steps:", "num_epochs:")))
+
+
+def test_a_length_on_the_command_line_is_never_overridden():
+  assert _printed_length() == {"num_epochs": "20.0", "num_steps": "10000"}
+  assert _printed_length("--config.train.num_steps=200") == {"num_epochs": "null",
+                                                             "num_steps": "200"}
+  for unset in ("None", "0"):
+    assert _printed_length(f"--config.train.num_epochs={unset}")["num_epochs"] == "null"
+  both = run_module("experiments.celeba", "--workdir", "unused", "--config", "dcgan",
+                    "--config.train.num_steps=200", "--config.train.num_epochs=2", check=False)
+  assert both.returncode == 2
+  assert both.stderr.strip().splitlines() == [
+      "error: --config.train.num_steps and --config.train.num_epochs both set the length; "
+      "give one"]
+  unknown = run_module("experiments.celeba", "--workdir", "unused", "--config", "dcgan_gp",
+                       check=False)
+  assert unknown.returncode == 2
+  assert unknown.stderr.strip().splitlines()[-1].startswith(
+      "error: --config: no config named 'dcgan_gp'; expected a file path or one of: cdcgan,")
