@@ -157,8 +157,12 @@ def restore_state(directory: Path, abstract_state: TrainState,
   """Restores only the train state (checked against its digest), e.g. for sampling."""
   options = ocp.CheckpointManagerOptions(read_only=True, create=False)
   with ocp.CheckpointManager(directory.absolute(), item_names=ITEMS, options=options) as manager:
-    step = manager.latest_step() if step is None else step
-    if step is None:
+    available = manager.all_steps()
+    if not available:
       raise FileNotFoundError(f"no checkpoint in {directory}")
+    if step is not None and step not in available:
+      raise FileNotFoundError(f"no checkpoint at step {step} in {directory}; steps available: "
+                              f"{', '.join(map(str, sorted(available)))}")
+    step = max(available) if step is None else step
     return _verified(manager, step, lambda: manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state))))

@@ -44,17 +44,21 @@ class TrainedRun:
     return fixed_inputs(self.variant, self.source, seed, num, stream)
 
 
-def load_run(workdir: Path, step: int | None = None) -> TrainedRun:
-  """The run's config.json and its latest (or `step`) checkpoint, on one device. A
-  conditional run also opens its training data, for the attribute names and label rows."""
+def load_run(workdir: Path, step: int | None = None, *, best: bool = False) -> TrainedRun:
+  """The run's config.json and its latest (or `step`, or with `best` its best-scoring)
+  checkpoint, on one device. A conditional run also opens its training data, for the
+  attribute names and label rows."""
   config = run_dir.read_config(workdir)
   source = None
   if config.model.condition != "none":
     source = sources.create_source(config.data, config.seed)
   setup = setup_from_config(config, source.attribute_names if source else ())
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  state = checkpointing.restore_state(workdir / "checkpoints", abstract_state(setup, sharding),
-                                      step)
+  directory = workdir / ("checkpoints_best" if best else "checkpoints")
+  if best and not directory.exists():
+    raise FileNotFoundError(f"--best: {workdir} has no best checkpoint; it is kept when the run "
+                            f"evaluates during training (eval.every_steps > 0)")
+  state = checkpointing.restore_state(directory, abstract_state(setup, sharding), step)
   return TrainedRun(config, setup, state, source)
 
 

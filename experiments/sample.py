@@ -1,6 +1,6 @@
 """Writes generated faces from a trained run as PNG files.
 
-  python -m experiments.sample --workdir DIR --num 64 --out_dir OUT [--seed 0] [--step K]
+  python -m experiments.sample --workdir DIR --num 64 --out_dir OUT [--seed 0] [--step K | --best]
   python -m experiments.sample --workdir DIR --out_dir OUT --interpolate
   python -m experiments.sample --workdir DIR --num 16 --out_dir OUT --attributes Male=1,Smiling=-1
 
@@ -22,6 +22,8 @@ _OUT_DIR = flags.DEFINE_string("out_dir", None, "Where to write the PNG files.",
 _NUM = flags.DEFINE_integer("num", 64, "Number of images.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the latent noise.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_BEST = flags.DEFINE_bool("best", False, "Draw from the best checkpoint (lowest FID, else SWD, "
+                          "of the evaluations during training) instead.")
 _INTERPOLATE = flags.DEFINE_bool("interpolate", False, "Write a slerp interpolation grid.")
 _ROWS = flags.DEFINE_integer("rows", 8, "Interpolation paths (grid rows).")
 _COLS = flags.DEFINE_integer("cols", 10, "Steps along each path (grid columns).")
@@ -45,11 +47,16 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.ERROR)
   try:
+    for flag in (_NUM, _ROWS, _COLS):
+      if flag.value <= 0:
+        raise ValueError(f"--{flag.name} must be a positive integer, got {flag.value}")
+    if _BEST.value and _STEP.value is not None:
+      raise ValueError("--best and --step each choose the checkpoint; give one")
     attributes = parse_attributes(_ATTRIBUTES.value)
     if attributes and _INTERPOLATE.value:
       raise ValueError("--attributes sets the attributes of samples; leave it out with "
                        "--interpolate")
-    run = generate.load_run(Path(_WORKDIR.value), _STEP.value)
+    run = generate.load_run(Path(_WORKDIR.value), _STEP.value, best=_BEST.value)
     if attributes:  # checked before anything is written
       generate.set_attributes(run.variant, run.inputs(_SEED.value, 1)[1], attributes)
   except (ValueError, FileNotFoundError) as error:

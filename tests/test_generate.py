@@ -3,10 +3,13 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from dcgan_jax import generate
+from dcgan_jax.train_state import state_fingerprint
 from tests.cli import run_module
+from tests.runs import train_tiny
 
 
 def test_samples_are_numbered_pngs_that_depend_on_the_checkpoint_and_seed(tiny_run, tmp_path):
@@ -66,3 +69,27 @@ def test_an_unconditional_generator_ignores_labels_in_any_batching(tiny_run):
     assert without.shape == (10, 16, 16, 3) and without.dtype == np.uint8
     np.testing.assert_array_equal(
         without, generate.generate(run.variant, run.state, z, labels, batch_size=batch_size))
+
+
+def test_best_draws_from_the_checkpoint_of_the_best_evaluation(tmp_path):
+  final = train_tiny(tmp_path, {"eval.every_steps": 4, "eval.num_samples": 32})
+  best_step = final["eval"]["best"]["step"]
+  best = generate.load_run(tmp_path, best=True)
+  assert best.step == best_step
+  assert (state_fingerprint(best.state)
+          == state_fingerprint(generate.load_run(tmp_path, step=best_step).state))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--step", "5"], "error: no checkpoint at step 5 in {run}/checkpoints; steps available: 4, 8"),
+    (["--num", "0"], "error: --num must be a positive integer, got 0"),
+    (["--interpolate", "--rows", "-1"], "error: --rows must be a positive integer, got -1"),
+    (["--best"], "error: --best: {run} has no best checkpoint; it is kept when the run evaluates "
+                 "during training (eval.every_steps > 0)"),
+])
+def test_sample_cli_bad_choices_are_one_line(tiny_run, tmp_path, args, message):
+  result = run_module("experiments.sample", "--workdir", tiny_run, "--out_dir", tmp_path / "out",
+                      *args, check=False)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [message.format(run=tiny_run)]
+  assert not (tmp_path / "out").exists()
