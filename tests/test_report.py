@@ -42,6 +42,15 @@ def test_report_writes_every_image_and_an_index_linking_each(workdir):
       workdir / "samples" / "step_0000008.png").read_bytes()
 
 
+def test_index_states_wall_time_speed_and_the_last_and_best_evaluations(workdir):
+  page = (workdir / "report" / "index.html").read_text()
+  final = json.loads((workdir / "final.json").read_text())
+  facts = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]+)</td></tr>", page))
+  assert facts["wall time"] == summaries.format_duration(final["seconds"])
+  assert facts["img/s (last log)"] == f"{final['metrics']['img_per_s']:,.0f}"
+  assert facts["last evaluation (step 8)"] == facts["best evaluation (step 8)"] == "fid 123.4"
+
+
 def test_progress_gif_has_one_frame_per_sample_grid_in_step_order(workdir):
   grids = [np.asarray(Image.open(workdir / "samples" / f"step_{step:07d}.png").convert("RGB"))
            for step in (4, 8)]

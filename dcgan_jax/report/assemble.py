@@ -10,6 +10,7 @@
   nearest_neighbours.png      generated faces beside their closest training images
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,10 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
                "Generated faces (red frame) beside their nearest training images: if none is "
                "a near copy, the generator makes new faces rather than recalling its data.")
 
+  final_path = workdir / "final.json"
+  facts = page.run_facts(json.loads(final_path.read_text()) if final_path.exists() else None,
+                         summaries.evaluation_scores(rows))
   files.write_atomic(report_dir / "index.html",
-                     page.index_html(workdir, report_dir, run.step, run.config, images,
-                                     notes).encode())
+                     page.index_html(workdir, report_dir, run.step, run.config, images, notes,
+                                     facts).encode())
   return report_dir

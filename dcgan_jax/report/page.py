@@ -6,7 +6,7 @@ from pathlib import Path
 import ml_collections
 from PIL import Image
 
-from dcgan_jax import run_dir
+from dcgan_jax import run_dir, summaries
 
 # Small pixel grids are shown enlarged by a whole factor up to this width, so stay crisp.
 DISPLAY_WIDTH = 640
@@ -20,6 +20,24 @@ def config_summary(config: ml_collections.ConfigDict) -> dict[str, object]:
   return {key: flat[key] for key in _SUMMARY_KEYS if flat.get(key) not in (None, "")}
 
 
+def run_facts(final: dict | None, evaluations: dict[str, dict[str, float]]
+              ) -> list[tuple[str, str]]:
+  """The run at a glance: wall time and speed (from final.json, once training ended) and
+  the last and best evaluation scores (from metrics.jsonl)."""
+  facts = []
+  if final:
+    facts.append(("wall time", summaries.format_duration(final["seconds"])))
+    if "img_per_s" in final.get("metrics", {}):
+      facts.append(("img/s (last log)", f"{final['metrics']['img_per_s']:,.0f}"))
+  for which in ("last", "best"):
+    if which in evaluations:
+      scores = dict(evaluations[which])
+      step = scores.pop("step")
+      facts.append((f"{which} evaluation (step {step:,})",
+                    ", ".join(f"{name} {value:.4g}" for name, value in sorted(scores.items()))))
+  return facts
+
+
 def display_width(image_path: Path) -> int:
   with Image.open(image_path) as image:
     width = image.width
@@ -27,9 +45,10 @@ def display_width(image_path: Path) -> int:
 
 
 def index_html(workdir: Path, report_dir: Path, step: int, config: ml_collections.ConfigDict,
-               images: list[tuple[str, str]], notes: list[str]) -> str:
-  """The report page: a header, then each (file name, caption) image in `report_dir`,
-  linked relatively."""
+               images: list[tuple[str, str]], notes: list[str],
+               facts: list[tuple[str, str]]) -> str:
+  """The report page: a header, the run's `facts` as a table, then each (file name,
+  caption) image in `report_dir`, linked relatively."""
   title = html.escape(f"DCGAN report: {workdir.resolve()}")
   summary = " &middot; ".join(f"{html.escape(k)} = {html.escape(str(v))}"
                               for k, v in config_summary(config).items())
@@ -40,6 +59,8 @@ def index_html(workdir: Path, report_dir: Path, step: int, config: ml_collection
       f'<figure><a href="{name}"><img src="{name}" alt="{name}" '
       f'width="{display_width(report_dir / name)}"></a>'
       f"<figcaption>{html.escape(caption)}</figcaption></figure>" for name, caption in images)
+  facts_html = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                         for k, v in facts)
   notes_html = "".join(f"<p class=note>{html.escape(note)}</p>\n" for note in notes)
   return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title>
@@ -50,10 +71,14 @@ img {{ max-width: 100%; height: auto; image-rendering: pixelated; border: 1px so
 figcaption {{ color: #444; margin-top: .4em; }}
 .note {{ color: #a40; }}
 td {{ padding: 0 1em 0 0; font-family: monospace; }}
+th {{ text-align: left; padding: 0 1em 0 0; font-weight: normal; color: #444; }}
 </style></head>
 <body>
 <h1>{title}</h1>
 <p>Checkpoint step {step}. {summary}</p>
+<table class=facts>
+{facts_html}
+</table>
 <details><summary>Full config</summary><table>
 {full_config}
 </table></details>
