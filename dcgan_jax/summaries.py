@@ -4,11 +4,13 @@ Only process 0 of a multi-host run writes; other processes get a writer that dro
 everything, so the loop needs no `if process_index == 0` of its own.
 """
 
+import contextlib
 import json
 import math
 import sys
+import time
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -116,17 +118,68 @@ def format_duration(seconds: float) -> str:
   return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def print_progress(step: int, num_steps: int, scalars: Mapping[str, float],
-                   images_per_second: float, eta_seconds: float) -> None:
-  """One line per log step with every metric the step emitted; on a terminal it rewrites
-  itself in place."""
-  # Losses first, then whatever else the step emitted.
+def progress_line(step: int, num_steps: int, scalars: Mapping[str, float],
+                  images_per_second: float, eta_seconds: float) -> str:
+  """Every metric the step emitted, losses first, then speed and ETA."""
   ordered = sorted(scalars, key=lambda name: not name.endswith("_loss"))
   values = "  ".join(f"{name} {scalars[name]:.4g}" for name in ordered)
-  line = (f"step {step}/{num_steps}  {values}  {images_per_second:,.0f} img/s  "
+  return (f"step {step}/{num_steps}  {values}  {images_per_second:,.0f} img/s  "
           f"ETA {format_duration(eta_seconds)}")
-  if sys.stdout.isatty():
-    end = "\n" if step >= num_steps else ""
-    print("\r" + line.ljust(100), end=end, flush=True)
-  else:
-    print(line, flush=True)
+
+
+class Progress:
+  """Training as the terminal shows it: a tqdm bar on a terminal (elsewhere, e.g. a log
+  file, one line per log step), whose ETA comes from a smoothed training rate that leaves
+  out the time spent in `paused()` blocks (evaluation, sample grids, checkpoints).
+  Silent when not `enabled` (processes other than 0)."""
+
+  SMOOTHING = 0.3  # weight of the newest interval in the rate's moving average
+
+  def __init__(self, first_step: int, num_steps: int, enabled: bool = True):
+    self._num_steps = num_steps
+    self._enabled = enabled
+    self._last_step, self._last_time = first_step, time.perf_counter()
+    self._paused_seconds = 0.0
+    self._seconds_per_step: float | None = None
+    self._bar = None
+    if enabled and sys.stdout.isatty():
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+      self._bar = tqdm(total=num_steps, initial=first_step, dynamic_ncols=True, file=sys.stdout,
+                       bar_format="{percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}{postfix}")
+
+  @contextlib.contextmanager
+  def paused(self) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self._paused_seconds += time.perf_counter() - start
+
+  def update(self, step: int, scalars: Mapping[str, float], batch_size: int) -> float:
+    """Shows the metrics of a log step; returns the training throughput in images/s."""
+    now = time.perf_counter()
+    seconds = max(now - self._last_time - self._paused_seconds, 1e-9)
+    per_step = seconds / max(step - self._last_step, 1)
+    self._seconds_per_step = per_step if self._seconds_per_step is None else (
+        self.SMOOTHING * per_step + (1 - self.SMOOTHING) * self._seconds_per_step)
+    self._last_step, self._last_time, self._paused_seconds = step, now, 0.0
+    images_per_second = batch_size / per_step
+    eta = (self._num_steps - step) * self._seconds_per_step
+    if self._bar is not None:
+      self._bar.update(step - self._bar.n)
+      line = progress_line(step, self._num_steps, scalars, images_per_second, eta)
+      self._bar.set_postfix_str(line.split("  ", 1)[1], refresh=True)
+    elif self._enabled:
+      print(progress_line(step, self._num_steps, scalars, images_per_second, eta), flush=True)
+    return images_per_second
+
+  def write(self, line: str) -> None:
+    """A line of its own (an evaluation, the end), above the bar."""
+    if self._bar is not None:
+      self._bar.write(line, file=sys.stdout)
+    elif self._enabled:
+      print(line, flush=True)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()

@@ -7,6 +7,7 @@ running the same command again continues where the last run stopped.
 import contextlib
 import functools
 import json
+import math
 import signal
 import sys
 import threading
@@ -170,11 +171,18 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   }
   if is_main_process:
     files.write_json(workdir / "final.json", final)
+    written = [f"final.json {workdir / 'final.json'}"]
+    grids = sorted((workdir / "samples").glob("step_*.png"))
+    if grids:
+      written.append(f"samples {grids[-1]}")
     if config.train.write_report:
+      print("writing the report...", flush=True)
       # matplotlib is imported only here.
       from dcgan_jax.report import assemble, neighbours  # pylint: disable=g-import-not-at-top
-      assemble.write_report(workdir, neighbour_space=neighbours.neighbour_space(
+      report_dir = assemble.write_report(workdir, neighbour_space=neighbours.neighbour_space(
           config.eval.inception_weights or None))
+      written.append(f"report {report_dir / 'index.html'}")
+    print("\n".join(written), flush=True)
   return final
 
 
@@ -203,22 +211,29 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
         variant, source, config.seed, evaluator.num_samples, generate.EVAL_NOISE_STREAM)
 
   first_step = int(jax.device_get(state.step))
+  progress = summaries.Progress(first_step, num_steps, enabled=is_main_process)
   last_scalars: dict[str, float] = {}
   pending = None  # (step, metrics) of the last log step, read one step late.
-  last_log_time, last_log_step = time.time(), first_step
+  best_score = math.inf
 
   def log(step: int, metrics: dict[str, jax.Array]) -> None:
-    nonlocal last_scalars, last_log_time, last_log_step
+    nonlocal last_scalars
     scalars = _host_scalars(metrics)
-    now = time.time()
-    seconds_per_step = (now - last_log_time) / max(step - last_log_step, 1)
-    images_per_second = config.train.batch_size / seconds_per_step
-    last_log_time, last_log_step = now, step
-    last_scalars = scalars | {"img_per_s": images_per_second, "elapsed_s": now - start_time}
+    images_per_second = progress.update(step, scalars, config.train.batch_size)
+    last_scalars = scalars | {"img_per_s": images_per_second,
+                              "elapsed_s": time.time() - start_time}
     writer.write_scalars(step, last_scalars)
-    if is_main_process:
-      summaries.print_progress(step, num_steps, scalars, images_per_second,
-                               eta_seconds=(num_steps - step) * seconds_per_step)
+
+  def evaluate(step: int) -> None:
+    nonlocal best_score
+    scores = evaluator(generate.generate(variant, state, eval_noise, eval_labels))
+    writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
+    metric = evaluation.selection_metric(scores)
+    checkpointing.save_best(best_manager, state, scores[metric])
+    is_best = scores[metric] < best_score
+    best_score = min(best_score, scores[metric])
+    progress.write(f"eval step {step}: " + ", ".join(
+        f"{name} {value:.4g}" for name, value in scores.items()) + (" (best)" if is_best else ""))
 
   def stop_diverged(step: int) -> None:
     manager.wait_until_finished()
@@ -231,39 +246,42 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     raise TrainingStopped(f"training diverged: non-finite parameters or metrics at step "
                           f"{step}; {where}")
 
-  for step in range(first_step + 1, num_steps + 1):
-    batch = parallel.global_batch(next(data_iterator), batch_sharding)
-    state, metrics = train_step(state, batch)
-    if pending is not None:
-      log(*pending)
-      pending = None
-    signal_name = stop_requested()
-    stopping = _any_process(signal_name is not None)
-    is_log_step = step % config.train.log_every == 0 or step == num_steps
-    is_sample_step = step % config.train.sample_every == 0 or step == num_steps
-    is_eval_step = evaluator and (step % config.eval.every_steps == 0 or step == num_steps)
-    is_checkpoint_step = stopping or step % config.train.checkpoint_every == 0 or step == num_steps
-    if ((is_log_step or is_sample_step or is_eval_step or is_checkpoint_step)
-        and bool(_non_finite(state, metrics))):
-      stop_diverged(step)
-    if is_log_step:
-      pending = (step, metrics)
-    if is_sample_step:
-      images = generate.generate(variant, state, sample_noise, sample_labels)
-      writer.write_sample_grid(step, summaries.image_grid(images))
-    if is_eval_step:
-      scores = evaluator(generate.generate(variant, state, eval_noise, eval_labels))
-      writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
-      checkpointing.save_best(best_manager, state, scores[evaluation.selection_metric(scores)])
-    if is_checkpoint_step:
-      checkpointing.save(manager, state, data_iterator)
-    if stopping:
+  try:
+    for step in range(first_step + 1, num_steps + 1):
+      batch = parallel.global_batch(next(data_iterator), batch_sharding)
+      state, metrics = train_step(state, batch)
       if pending is not None:
         log(*pending)
-      manager.wait_until_finished()
-      raise TrainingStopped(
-          f"stopped by {signal_name or 'another process'} at step {step} of {num_steps}, "
-          f"saved in {workdir / 'checkpoints'}; run the same command to resume")
-  if pending is not None:
-    log(*pending)
+        pending = None
+      signal_name = stop_requested()
+      stopping = _any_process(signal_name is not None)
+      last = step == num_steps
+      is_log_step = last or step % config.train.log_every == 0
+      is_sample_step = last or step % config.train.sample_every == 0
+      is_eval_step = evaluator and (last or step % config.eval.every_steps == 0)
+      is_checkpoint_step = last or stopping or step % config.train.checkpoint_every == 0
+      if ((is_log_step or is_sample_step or is_eval_step or is_checkpoint_step)
+          and bool(_non_finite(state, metrics))):
+        stop_diverged(step)
+      if is_log_step:
+        pending = (step, metrics)
+      with progress.paused():
+        if is_sample_step:
+          images = generate.generate(variant, state, sample_noise, sample_labels)
+          writer.write_sample_grid(step, summaries.image_grid(images))
+        if is_eval_step:
+          evaluate(step)
+        if is_checkpoint_step:
+          checkpointing.save(manager, state, data_iterator)
+      if stopping:
+        if pending is not None:
+          log(*pending)
+        manager.wait_until_finished()
+        raise TrainingStopped(
+            f"stopped by {signal_name or 'another process'} at step {step} of {num_steps}, "
+            f"saved in {workdir / 'checkpoints'}; run the same command to resume")
+    if pending is not None:
+      log(*pending)
+  finally:
+    progress.close()
   return state, last_scalars

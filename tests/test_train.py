@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dcgan_jax import summaries
 from tests.runs import train_tiny
 
 
@@ -106,3 +107,18 @@ def test_discriminator_learns_to_separate_real_from_fake(tmp_path):
   assert abs(first["d_real"] - first["d_fake"]) < 0.05
   assert np.mean([r["d_loss"] for r in last]) < first["d_loss"] - 0.07
   assert np.mean([r["d_real"] - r["d_fake"] for r in last]) > 0.06
+
+
+def test_progress_eta_leaves_out_paused_time_and_smooths_the_rate(monkeypatch, capsys):
+  clock = [0.0]
+  monkeypatch.setattr(summaries.time, "perf_counter", lambda: clock[0])
+  progress = summaries.Progress(first_step=0, num_steps=100)
+  with progress.paused():
+    clock[0] += 50.0  # an evaluation
+  clock[0] += 10.0  # ten training steps of one second
+  assert progress.update(10, {"d_loss": 1.0}, batch_size=64) == 64.0
+  clock[0] += 20.0  # ten steps of two seconds: the rate moves 30 % of the way
+  assert progress.update(20, {"d_loss": 1.0}, batch_size=64) == 32.0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0].endswith(f"64 img/s  ETA {summaries.format_duration(90 * 1.0)}")
+  assert lines[1].endswith(f"32 img/s  ETA {summaries.format_duration(80 * (0.3 * 2 + 0.7 * 1))}")

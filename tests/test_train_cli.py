@@ -47,6 +47,8 @@ def test_configs_by_name_from_any_directory_and_the_first_line_of_every_run(tmp_
   assert first.returncode == 0, first.stderr[-2000:]
   assert _stdout_lines(first)[0] == (
       f"training 4 steps ({4 * config.train.batch_size / images:.2f} epochs of {images} images)")
+  assert _stdout_lines(first)[-2:] == ["final.json run/final.json",
+                                       "samples run/samples/step_0000004.png"]
   again = run("--config.train.num_steps=4", "--config.train.checkpoint_every=4")
   assert _stdout_lines(again) == ["run complete at step 4; raise train.num_steps to continue"]
   longer = run("--config.train.num_steps=6", "--config.train.checkpoint_every=4")
