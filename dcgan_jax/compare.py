@@ -75,7 +75,8 @@ def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], see
   reference = copy.deepcopy(next(iter(configs.values())))
   reference.seed = 0
   evaluator = evaluation.Evaluator(reference, evaluation.cache_dir(reference, workdir),
-                                   num_samples=num_samples, inception_weights=inception_weights)
+                                   num_samples=num_samples, inception_weights=inception_weights,
+                                   download_weights=reference.eval.download_weights)
   results, grids = [], {}
   for name in configs:
     for seed in seeds:

@@ -84,6 +84,7 @@ RULES: dict[str, Rule] = {
     "eval.every_steps": _at_least_zero(int),
     "eval.num_samples": _positive(int),
     "eval.inception_weights": _ANY_STR,
+    "eval.download_weights": _ANY_BOOL,
     "eval.reference_num_images": _at_least_zero(int),
 }
 

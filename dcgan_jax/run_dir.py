@@ -21,7 +21,8 @@ RESUMABLE_KEYS = frozenset({
     "train.checkpoint_every", "train.keep_checkpoints", "train.write_report", "data.dir",
     "data.num_workers",
     "data.num_threads", "data.prefetch", "eval.every_steps", "eval.num_samples",
-    "eval.inception_weights", "eval.reference_num_images", "model.impl",
+    "eval.inception_weights", "eval.reference_num_images", "eval.download_weights",
+    "model.impl",
 })
 # Keys a resumed run may change when asked to (`allow_changes`): the optimiser's, to retry
 # from the last good checkpoint of a run that diverged.
@@ -43,6 +44,7 @@ ADDED_KEYS = {
     "loss.penalty_weight": 10.0,
     "train.g_ema_decay": 0.0,
     "data.augment": "",
+    "eval.download_weights": True,
 }
 
 

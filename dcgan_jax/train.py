@@ -204,7 +204,8 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   if config.eval.every_steps:
     evaluator = evaluation.Evaluator(config, evaluation.cache_dir(config, workdir),
                                      num_samples=config.eval.num_samples,
-                                     inception_weights=config.eval.inception_weights)
+                                     inception_weights=config.eval.inception_weights,
+                                     download_weights=config.eval.download_weights)
     if evaluator.unavailable_reason and is_main_process:
       print(f"evaluating SWD only. {evaluator.unavailable_reason}", flush=True)
     eval_noise, eval_labels = generate.fixed_inputs(

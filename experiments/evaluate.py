@@ -33,7 +33,8 @@ def main(argv: list[str]) -> None:
     run = generate.load_run(workdir, _STEP.value)
     evaluator = evaluation.Evaluator(run.config, evaluation.cache_dir(run.config, workdir),
                                      num_samples=_NUM_SAMPLES.value,
-                                     inception_weights=_WEIGHTS.value)
+                                     inception_weights=_WEIGHTS.value,
+                                     download_weights=run.config.eval.download_weights)
   except (ValueError, FileNotFoundError) as error:
     cli.fail(error)
   if evaluator.unavailable_reason:

@@ -10,11 +10,13 @@ from tests.runs import train_tiny
 
 _CACHE_DIR = pytest.StashKey[str]()
 
-_CACHE_ENV = {
+_TEST_ENV = {
     # Tests compile the same tiny programs many times, in this process and in the CLI
     # processes they start; XLA's persistent cache compiles each once per session.
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    # Evaluations in tests never try to fetch the Inception weights from the network.
+    "DCGAN_JAX_OFFLINE": "1",
 }
 
 
@@ -23,7 +25,7 @@ def pytest_configure(config):
                                      "deselect with -m 'not slow'")
   cache_dir = tempfile.mkdtemp(prefix="dcgan_jax_tests_xla_cache_")
   config.stash[_CACHE_DIR] = cache_dir
-  os.environ.update(_CACHE_ENV, JAX_COMPILATION_CACHE_DIR=cache_dir)
+  os.environ.update(_TEST_ENV, JAX_COMPILATION_CACHE_DIR=cache_dir)
   import jax  # pylint: disable=g-import-not-at-top  (after the environment is set)
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)

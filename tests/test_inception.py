@@ -6,11 +6,17 @@ through `load_inception_params`; both networks then see the same images.
 """
 
 import collections
+import functools
+import hashlib
+import http.server
 import importlib
 import importlib.util
 import pickle
 import re
+import shutil
+import socket
 import sys
+import threading
 import tracemalloc
 import types
 import zipfile
@@ -21,6 +27,7 @@ import numpy as np
 import pytest
 
 from dcgan_jax.eval import inception, torch_pickle
+from tests.cli import run_module
 
 
 def import_torch_reference(module: str) -> ModuleType:
@@ -259,3 +266,82 @@ def test_weights_found_in_cache_or_reported_missing_with_hint(tmp_path, monkeypa
   explicit = tmp_path / "mine.pth"
   explicit.write_bytes(b"")
   assert inception.find_inception_weights(str(explicit)) == Path(explicit)
+
+
+@pytest.fixture
+def weights_server(tmp_path):
+  """A local HTTP server of the files in its folder: (folder, base URL)."""
+  folder = tmp_path / "served"
+  folder.mkdir()
+  handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+  server.shutdown()
+  server.server_close()
+
+
+def _sha256(path: Path) -> str:
+  return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_download_keeps_a_file_only_when_its_hash_and_network_check_out(reference, weights_server,
+                                                                       tmp_path):
+  folder, base = weights_server
+  served = folder / inception.WEIGHTS_FILE
+  shutil.copy(reference.zip_path, served)
+  url, dest = f"{base}/{inception.WEIGHTS_FILE}", tmp_path / "cache"
+  # The name's prefix (6726825d) is the released file's: random weights fail the check.
+  with pytest.raises(ValueError, match=rf"^{re.escape(url)}: its sha256 [0-9a-f]{{16}}\.\.\. "
+                                       r"does not start with 6726825d; not saved$"):
+    inception.download_inception_weights(url, dest, progress=False)
+  assert not dest.exists() or not any(dest.iterdir())
+
+  path = inception.download_inception_weights(url, dest, sha256_prefix=_sha256(served)[:8],
+                                              progress=False)
+  assert path == dest / inception.WEIGHTS_FILE and path.read_bytes() == served.read_bytes()
+  assert sorted(p.name for p in dest.iterdir()) == [inception.WEIGHTS_FILE]
+
+  foreign = folder / "other-00000000.pth"
+  foreign.write_bytes(np.random.default_rng(0).bytes(5000))
+  with pytest.raises(ValueError, match=r"is not pytorch-fid's Inception weights .*; not saved$"):
+    inception.download_inception_weights(f"{base}/{foreign.name}", dest,
+                                         sha256_prefix=_sha256(foreign)[:8], progress=False)
+  with pytest.raises(ValueError, match=r"^cannot download .*/missing-12345678\.pth: HTTP 404 File not found$"):
+    inception.download_inception_weights(f"{base}/missing-12345678.pth", dest, progress=False)
+  assert sorted(p.name for p in dest.iterdir()) == [inception.WEIGHTS_FILE]
+
+
+def test_download_cli_unreachable_url_is_one_line_and_writes_nothing(tmp_path):
+  with socket.socket() as probe:  # a port nothing listens on
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+  url = f"http://127.0.0.1:{port}/{inception.WEIGHTS_FILE}"
+  result = run_module("experiments.download_weights", "--url", url, "--dest", tmp_path / "cache",
+                      check=False)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      f"error: cannot download {url}: [Errno 111] Connection refused"]
+  assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_evaluation_downloads_the_weights_on_first_use_unless_offline(reference, weights_server,
+                                                                    tmp_path, monkeypatch):
+  folder, base = weights_server
+  shutil.copy(reference.zip_path, folder / inception.WEIGHTS_FILE)
+  monkeypatch.setenv("DCGAN_JAX_CACHE", str(tmp_path / "cache"))
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+  monkeypatch.setattr(inception, "WEIGHTS_URL", f"{base}/{inception.WEIGHTS_FILE}")
+  monkeypatch.setattr(inception, "sha256_prefix_in_name",
+                      lambda name: _sha256(folder / inception.WEIGHTS_FILE)[:8])
+  assert inception.find_or_download_inception_weights(download=False) == (
+      None, inception.weights_hint())
+  monkeypatch.setenv(inception.OFFLINE_ENV, "1")
+  assert inception.find_or_download_inception_weights() == (None, inception.weights_hint())
+  monkeypatch.delenv(inception.OFFLINE_ENV)
+  path, reason = inception.find_or_download_inception_weights()
+  assert reason is None and path == tmp_path / "cache" / inception.WEIGHTS_FILE
+  (folder / inception.WEIGHTS_FILE).unlink()
+  assert inception.find_or_download_inception_weights() == (path, None)  # found, not fetched

@@ -66,15 +66,16 @@ class Evaluator:
   """Call it with uint8 (num_samples, R, R, 3) generated images; returns flat metrics."""
 
   def __init__(self, config: ml_collections.ConfigDict, cache_dir: Path, *,
-               num_samples: int, inception_weights: str | None = None):
+               num_samples: int, inception_weights: str | None = None,
+               download_weights: bool = False):
     self.source = sources.create_source(config.data, config.seed)
     indices = _seeded_indices(len(self.source), num_samples, config.seed)
     self.num_samples = len(indices)
     self.real_images = sources.read_images(self.source, indices)
     self.seed = config.seed
-    weights = inception.find_inception_weights(inception_weights or None)
+    weights, self.unavailable_reason = inception.find_or_download_inception_weights(
+        inception_weights or None, download=download_weights)
     self.inception_variables = None if weights is None else inception.load_inception_params(weights)
-    self.unavailable_reason = None if weights else inception.weights_hint()
     if self.inception_variables is not None:
       reference_num_images = config.eval.reference_num_images
       key = reference_cache_key(config.data, config.seed, reference_num_images)

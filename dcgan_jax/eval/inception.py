@@ -11,12 +11,18 @@ classifier run in float32 at full precision, never TF32, whatever the GPU's defa
 Weights: pytorch-fid's release file `pt_inception-2015-12-05-6726825d.pth`, read here
 without torch (see `eval.torch_pickle`). `find_inception_weights` looks for it in
 `$DCGAN_JAX_CACHE`, `~/.cache/dcgan_jax/` and torch hub's cache, where pytorch-fid
-downloads it; without it, Inception metrics are unavailable and `weights_hint` tells
+downloads it; `download_inception_weights` fetches and checks it, and evaluation does so
+on first use; without it, Inception metrics are unavailable and `weights_hint` tells
 where to get it.
 """
 
 import functools
+import hashlib
 import os
+import re
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from dcgan_jax.eval.torch_pickle import read_torch_state_dict
 
@@ -268,8 +275,81 @@ def find_inception_weights(explicit_path: str | None = None) -> Path | None:
 
 def weights_hint() -> str:
   """One line telling where to get the weights and where to put them."""
-  return (f"Inception metrics (FID, KID, IS) need {WEIGHTS_FILE}: download {WEIGHTS_URL} "
-          f"into $DCGAN_JAX_CACHE or ~/.cache/dcgan_jax/, or pass its path.")
+  return (f"Inception metrics (FID, KID, IS) need {WEIGHTS_FILE}: run python -m "
+          f"experiments.download_weights, or download {WEIGHTS_URL} into $DCGAN_JAX_CACHE or "
+          f"~/.cache/dcgan_jax/, or pass its path.")
+
+
+OFFLINE_ENV = "DCGAN_JAX_OFFLINE"  # set to 1: never download the weights on first use
+FIRST_USE_TIMEOUT_S = 10
+
+
+def sha256_prefix_in_name(file_name: str) -> str:
+  """The sha256 prefix torch hub puts at the end of a weights file's name
+  (`pt_inception-2015-12-05-6726825d.pth` -> `6726825d`)."""
+  match = re.search(r"-([0-9a-f]{6,64})\.[A-Za-z0-9]+$", file_name)
+  if not match:
+    raise ValueError(f"{file_name} carries no sha256 prefix in its name (NAME-<hex>.pth)")
+  return match.group(1)
+
+
+def download_inception_weights(url: str | None = None, dest_dir: Path | None = None, *,
+                               sha256_prefix: str | None = None, timeout: float = 60,
+                               progress: bool = True) -> Path:
+  """Fetches the weights (default: pytorch-fid's release) into `dest_dir` (default:
+  $DCGAN_JAX_CACHE or ~/.cache/dcgan_jax/) and returns the file. It is written under a
+  temporary name and renamed only once its sha256 starts with the prefix in its name (as
+  torch hub checks) and it reads as the expected network; any failure is one-line
+  ValueError and leaves no file."""
+  url = url or WEIGHTS_URL
+  name = url.rsplit("/", 1)[-1]
+  prefix = sha256_prefix or sha256_prefix_in_name(name)
+  dest_dir = Path(dest_dir) if dest_dir else _cache_dirs()[0]
+  dest, partial = dest_dir / name, dest_dir / f".{name}.download"
+  try:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+      total = int(response.headers.get("Content-Length") or 0) or None
+      with tqdm.tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress,
+                     file=sys.stderr) as bar:
+        while chunk := response.read(1 << 20):
+          out.write(chunk)
+          digest.update(chunk)
+          bar.update(len(chunk))
+    if not digest.hexdigest().startswith(prefix):
+      raise ValueError(f"{url}: its sha256 {digest.hexdigest()[:16]}... does not start with "
+                       f"{prefix}; not saved")
+    try:
+      load_inception_params(partial)
+    except ValueError as error:
+      raise ValueError(f"{url} is not pytorch-fid's Inception weights "
+                       f"({str(error).replace(str(partial), 'the file')}); not saved") from None
+    os.replace(partial, dest)
+  except (urllib.error.URLError, OSError) as error:
+    if isinstance(error, urllib.error.HTTPError):
+      reason = f"HTTP {error.code} {error.reason}"
+    else:
+      reason = getattr(error, "reason", None) or error.strerror or error
+    raise ValueError(f"cannot download {url}: {reason}") from None
+  finally:
+    partial.unlink(missing_ok=True)
+  return dest
+
+
+def find_or_download_inception_weights(explicit_path: str | None = None,
+                                       download: bool = True) -> tuple[Path | None, str | None]:
+  """(the weights file, None), or (None, why not) when there is none and downloading it
+  now (with a short timeout; not with `download` off or $DCGAN_JAX_OFFLINE set) fails."""
+  found = find_inception_weights(explicit_path)
+  if found is not None or explicit_path is not None:
+    return found, None
+  if not download or os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+    return None, weights_hint()
+  try:
+    return download_inception_weights(timeout=FIRST_USE_TIMEOUT_S), None
+  except ValueError as error:
+    return None, f"{weights_hint()} (downloading it failed: {error})"
 
 
 # Flax (collection, variable) -> the name of the same array in a torch module.

@@ -60,6 +60,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.every_steps = 0  # 0: no evaluation during training
   config.eval.num_samples = 10_000  # generated (and real) images per evaluation
+  # Fetch pytorch-fid's Inception weights on first use when they are not in the cache
+  # ($DCGAN_JAX_OFFLINE=1 turns this off everywhere).
+  config.eval.download_weights = True
   config.eval.inception_weights = ""  # path to pt_inception-2015-12-05-6726825d.pth; "" searches the cache
   config.eval.reference_num_images = 0  # real images behind the FID statistics; 0: the whole split
   return config
