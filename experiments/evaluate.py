@@ -1,9 +1,11 @@
 """Scores a trained run: SWD, and FID, KID and IS with pytorch-fid's Inception weights.
 
-  python -m experiments.evaluate --workdir DIR [--num_samples 10000] [--step K]
+  python -m experiments.evaluate --workdir DIR [--num_samples N] [--step K | --best]
                                  [--inception_weights PATH]
 
-Prints one JSON object and writes it to DIR/eval_stepXXXXXXX.json.
+By default it scores exactly as training's evaluations do (their latent noise and
+eval.num_samples), so the two agree for the same step. Prints one JSON object and writes
+it to DIR/eval_stepXXXXXXX.json.
 """
 
 import json
@@ -17,11 +19,14 @@ from dcgan_jax.eval import evaluator as evaluation
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Generated and real images compared.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", None, "Generated and real images compared "
+                                    "(default: the run's eval.num_samples).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_BEST = flags.DEFINE_bool("best", False, "Score the best checkpoint kept during training.")
 _WEIGHTS = flags.DEFINE_string("inception_weights", None,
                                "pt_inception-2015-12-05-6726825d.pth (default: search the cache).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the generated images' latent noise.")
+_SEED = flags.DEFINE_integer("seed", None, "Seed of the generated images' latent noise "
+                             "(default: the noise of training's evaluations).")
 
 
 def main(argv: list[str]) -> None:
@@ -30,17 +35,24 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.ERROR)
   workdir = Path(_WORKDIR.value)
   try:
-    run = generate.load_run(workdir, _STEP.value)
+    if _NUM_SAMPLES.value is not None and _NUM_SAMPLES.value <= 0:
+      raise ValueError(f"--num_samples must be a positive integer, got {_NUM_SAMPLES.value}")
+    run = generate.load_run(workdir, _STEP.value, best=_BEST.value)
     evaluator = evaluation.Evaluator(run.config, evaluation.cache_dir(run.config, workdir),
-                                     num_samples=_NUM_SAMPLES.value,
+                                     num_samples=_NUM_SAMPLES.value or run.config.eval.num_samples,
                                      inception_weights=_WEIGHTS.value,
                                      download_weights=run.config.eval.download_weights)
   except (ValueError, FileNotFoundError) as error:
     cli.fail(error)
   if evaluator.unavailable_reason:
     print(f"FID, KID and IS unavailable. {evaluator.unavailable_reason}", file=sys.stderr)
-  fakes = generate.generate(run.variant, run.state,
-                            *run.inputs(_SEED.value, evaluator.num_samples))
+  if _SEED.value is None:  # training's evaluation noise
+    inputs = run.inputs(run.config.seed, evaluator.num_samples, generate.EVAL_NOISE_STREAM)
+  else:
+    inputs = run.inputs(_SEED.value, evaluator.num_samples)
+  print(f"scoring step {run.step} on {evaluator.num_samples:,} generated and real images",
+        file=sys.stderr, flush=True)
+  fakes = generate.generate(run.variant, run.state, *inputs)
   result = {"step": run.step, "num_samples": evaluator.num_samples, **evaluator(fakes)}
   files.write_json(workdir / f"eval_step{run.step:07d}.json", result)
   print(json.dumps(result))

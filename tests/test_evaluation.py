@@ -49,3 +49,16 @@ def test_evaluate_cli_with_a_missing_weights_path_says_so(evaluated_run):
                       "--inception_weights", evaluated_run / "nope.pth", check=False)
   assert result.returncode != 0
   assert "nope.pth" in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
+
+
+def test_evaluate_cli_by_default_scores_as_training_did(evaluated_run):
+  """Same step, same noise, same number of images: the scores training logged."""
+  result = run_module("experiments.evaluate", "--workdir", evaluated_run, "--step", 4,
+                      env={"DCGAN_JAX_CACHE": str(evaluated_run / "no_cache")})
+  printed = json.loads(result.stdout.strip().splitlines()[-1])
+  logged = next(json.loads(l) for l in (evaluated_run / "metrics.jsonl").read_text().splitlines()
+                if '"eval_swd"' in l and json.loads(l)["step"] == 4)
+  assert printed["step"] == 4
+  assert {k: v for k, v in printed.items() if k.startswith("swd")} == {
+      k[len("eval_"):]: v for k, v in logged.items() if k.startswith("eval_")}
+  assert "scoring step 4 on " in result.stderr
