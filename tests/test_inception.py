@@ -11,6 +11,8 @@ import hashlib
 import http.server
 import importlib
 import importlib.util
+import io
+import json
 import pickle
 import re
 import shutil
@@ -25,8 +27,9 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from PIL import Image, ImageFilter
 
-from dcgan_jax.eval import inception, torch_pickle
+from dcgan_jax.eval import image_sets, inception, torch_pickle
 from tests.cli import run_module
 
 
@@ -345,3 +348,63 @@ def test_evaluation_downloads_the_weights_on_first_use_unless_offline(reference,
   assert reason is None and path == tmp_path / "cache" / inception.WEIGHTS_FILE
   (folder / inception.WEIGHTS_FILE).unlink()
   assert inception.find_or_download_inception_weights() == (path, None)  # found, not fetched
+
+
+SAMPLE_ZIP = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_sample"
+              / "img_align_celeba.zip")
+
+
+@pytest.fixture(scope="module")
+def face_folders(tmp_path_factory) -> tuple[Path, Path, Path]:
+  """Two folders of different real faces, and the second's faces blurred."""
+  if not SAMPLE_ZIP.exists():
+    pytest.skip(f"no CelebA sample at {SAMPLE_ZIP}")
+  root = tmp_path_factory.mktemp("faces")
+  folders = [root / name for name in ("a", "b", "b_blurred")]
+  for folder in folders:
+    folder.mkdir()
+  with zipfile.ZipFile(SAMPLE_ZIP) as archive:
+    names = sorted(n for n in archive.namelist() if n.endswith(".jpg"))[:60]
+    for i, name in enumerate(names):
+      data = archive.read(name)
+      target = folders[0] if i < 30 else folders[1]
+      (target / Path(name).name).write_bytes(data)
+      if target == folders[1]:
+        blurred = Image.open(io.BytesIO(data)).filter(ImageFilter.GaussianBlur(3))
+        blurred.save(folders[2] / Path(name).with_suffix(".png").name)
+  return tuple(folders)
+
+
+def test_folder_scores_rank_blurred_faces_worse_and_statistics_stand_in_for_images(
+    reference, face_folders, tmp_path):
+  variables = inception.load_inception_params(reference.zip_path)
+  a, b, blurred = (image_sets.load_image_set(folder, num=12) for folder in face_folders)
+  real = image_sets.score(a, b, variables)
+  worse = image_sets.score(a, blurred, variables)
+  assert worse["fid"] > real["fid"] and worse["swd"] > real["swd"]
+  assert {"kid", "is", "swd_128px", "swd_16px"} <= real.keys()
+  # FID from statistics saved in pytorch-fid's layout is FID from the images.
+  image_sets.save_statistics(tmp_path / "b.npz", *image_sets.statistics(b, variables))
+  from_stats = image_sets.score(a, image_sets.load_image_set(tmp_path / "b.npz"), variables)
+  assert from_stats["fid"] == pytest.approx(real["fid"], rel=1e-6)
+  assert "swd" not in from_stats and "kid" not in from_stats
+
+
+def test_fid_cli_on_folders_and_saved_statistics(reference, face_folders, tmp_path):
+  a, b, _ = face_folders
+  stats = tmp_path / "a.npz"
+  first = run_module("experiments.fid", a, b, "--num", 8, "--inception_weights",
+                     reference.zip_path, "--save_stats", stats)
+  scores = json.loads(first.stdout.strip().splitlines()[-1])
+  assert scores["num"] == [8, 8] and scores["fid"] > 0 and scores["swd"] > 0
+  with np.load(stats) as saved:
+    assert saved["mu"].shape == (2048,) and saved["sigma"].shape == (2048, 2048)
+  # FID is symmetric: B against A's saved statistics gives the same number.
+  second = run_module("experiments.fid", b, stats, "--num", 8, "--inception_weights",
+                      reference.zip_path)
+  assert json.loads(second.stdout.strip().splitlines()[-1])["fid"] == pytest.approx(
+      scores["fid"], rel=1e-6)
+  bad = run_module("experiments.fid", a, tmp_path / "nothing", check=False)
+  assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+      f"error: {tmp_path / 'nothing'} is neither a folder of images, a prepared shards "
+      f"directory nor an .npz of statistics"]
