@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dcgan_jax import checkpointing
+from dcgan_jax.data import sources
 from dcgan_jax.train_state import abstract_state, setup_from_config
 from experiments.configs import synthetic
 from tests.cli import REPO, SYNTHETIC_TINY, run_module, train
@@ -97,9 +98,11 @@ def test_every_preset_trains_the_same_model_on_four_devices(tmp_path):
     assert json.loads((tmp_path / "four" / name / "final.json").read_text())["num_devices"] == 4
     config = tiny_preset(name, one_d_step=True)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    a, b = (checkpointing.restore_state(
-        tmp_path / run / name / "checkpoints",
-        abstract_state(setup_from_config(config), sharding)) for run in ("one", "four"))
+    setup = setup_from_config(config,
+                              sources.create_source(config.data, config.seed).attribute_names)
+    a, b = (checkpointing.restore_state(tmp_path / run / name / "checkpoints",
+                                        abstract_state(setup, sharding))
+            for run in ("one", "four"))
     assert int(a.step) == int(b.step) == PRESET_STEPS
     first = [json.loads((tmp_path / run / name / "metrics.jsonl").read_text().splitlines()[0])
              for run in ("one", "four")]
