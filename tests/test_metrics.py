@@ -80,3 +80,12 @@ def test_inception_score_counts_confidently_and_evenly_predicted_classes():
   confident = 100.0 * np.eye(1008)[np.arange(80) % classes]
   assert metrics.inception_score(confident).mean == pytest.approx(classes, rel=1e-6)
   assert metrics.inception_score(np.zeros((80, 1008))) == (pytest.approx(1.0), pytest.approx(0.0))
+
+
+def test_inception_score_stays_finite_when_probabilities_underflow():
+  """Four confident predictions of four different classes: IS is exactly 4 (each KL is
+  log 4), though every other class's probability underflows to 0."""
+  logits = np.zeros((4, 1008))
+  logits[np.arange(4), np.arange(4)] = 1000.0
+  score = metrics.inception_score(logits, splits=1)
+  assert score.mean == pytest.approx(4.0) and score.std == 0.0

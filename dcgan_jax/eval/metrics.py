@@ -100,7 +100,10 @@ def inception_score(logits: np.ndarray, *, splits: int = 10) -> Estimate:
   for i in range(splits):
     log_p_split = log_p[i * n // splits:(i + 1) * n // splits]
     p_split = np.exp(log_p_split)
-    log_marginal = np.log(p_split.mean(axis=0))
+    # log of the mean of p over the split, in log space: a class whose probabilities all
+    # underflow to 0 keeps a finite log, and contributes 0 * finite to the KL.
+    top = log_p_split.max(axis=0)
+    log_marginal = top + np.log(np.exp(log_p_split - top).mean(axis=0))
     kl = (p_split * (log_p_split - log_marginal)).sum(axis=1)
     scores.append(np.exp(kl.mean()))
   return Estimate(float(np.mean(scores)), float(np.std(scores)))
