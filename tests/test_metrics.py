@@ -89,3 +89,10 @@ def test_inception_score_stays_finite_when_probabilities_underflow():
   logits[np.arange(4), np.arange(4)] = 1000.0
   score = metrics.inception_score(logits, splits=1)
   assert score.mean == pytest.approx(4.0) and score.std == 0.0
+
+
+def test_inception_score_of_fewer_samples_than_splits_has_one_split_per_sample():
+  logits = np.random.default_rng(0).normal(size=(3, 1008))
+  score = metrics.inception_score(logits, splits=10)
+  assert score == metrics.inception_score(logits, splits=3)
+  assert np.isfinite(score.mean) and np.isfinite(score.std)

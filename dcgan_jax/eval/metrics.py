@@ -90,12 +90,13 @@ def inception_score(logits: np.ndarray, *, splits: int = 10) -> Estimate:
 
   Pass the logits without the classifier bias ('logits_unbiased'), as torch-fidelity and
   the original TensorFlow code do. Splits are consecutive, sized as torch-fidelity cuts
-  them; samples are taken in the given order.
+  them (at most one split per sample); samples are taken in the given order.
   """
   logits = np.asarray(logits, np.float64)
   shifted = logits - logits.max(axis=1, keepdims=True)
   log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
   n = len(logits)
+  splits = min(splits, n)  # fewer samples than splits: one sample per split, none empty
   scores = []
   for i in range(splits):
     log_p_split = log_p[i * n // splits:(i + 1) * n // splits]
