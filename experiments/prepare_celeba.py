@@ -16,6 +16,7 @@ from pathlib import Path
 from absl import app, flags
 
 from dcgan_jax.data import celeba_prepare, shards
+from experiments import cli
 
 _SRC = flags.DEFINE_string("src", None, "img_align_celeba.zip, an image folder, or its parent.")
 _OUT = flags.DEFINE_string("out", None, "Output directory for the shards.")
@@ -37,9 +38,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   missing = [f"--{flag.name}" for flag in (_SRC, _OUT) if not flag.value]
   if missing:
-    example = shards.prepare_command("data/celeba64")
-    print(f"error: {' and '.join(missing)} required, e.g. {example}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f"{' and '.join(missing)} required, e.g. {shards.prepare_command('data/celeba64')}")
   config = celeba_prepare.PrepareConfig(resolution=_RESOLUTION.value, crop=_CROP.value,
                                 num_shards=_NUM_SHARDS.value, split=_SPLIT.value)
   # SIGTERM, like Ctrl-C, raises: prepare then stops its workers before this process ends.
@@ -48,12 +47,11 @@ def main(argv: list[str]) -> None:
   try:
     celeba_prepare.prepare(Path(_SRC.value), Path(_OUT.value), config, _NUM_WORKERS.value)
   except celeba_prepare.PrepareError as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(error)
   except KeyboardInterrupt as stopped:
     print(f"stopped by {stopped}; run the same command to finish", file=sys.stderr)
     sys.exit(1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
