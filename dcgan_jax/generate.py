@@ -32,7 +32,8 @@ class TrainedRun:
 
   @property
   def variant(self) -> Variant:
-    return self.setup.variant
+    """The variant as the run's last step left it (a growing run's current stage)."""
+    return self.setup.variant.after_steps(self.step)
 
   @property
   def step(self) -> int:

@@ -45,6 +45,10 @@ ADDED_KEYS = {
     "train.g_ema_decay": 0.0,
     "data.augment": "",
     "eval.download_weights": True,
+    "loss.drift_weight": 0.0,
+    "growth.fade_images": 800_000,
+    "growth.stable_images": 800_000,
+    "growth.batch_sizes": "",
 }
 
 

@@ -44,12 +44,12 @@ def _seen_by_d(setup: GanSetup, batch: Batch, key: jax.Array) -> Batch:
   return {**batch, "image": augment.augment(batch["image"], setup.augment, key)}
 
 
-def _d_update(setup: GanSetup, state: TrainState, real: Batch, fake: Batch, key: jax.Array
-              ) -> tuple[TrainState, Metrics]:
+def _d_update(setup: GanSetup, variant: Variant, state: TrainState, real: Batch, fake: Batch,
+              key: jax.Array) -> tuple[TrainState, Metrics]:
   """One discriminator step on a real and a (constant) fake batch."""
   def loss_fn(d_params):
-    return setup.variant.loss.discriminator(setup.variant.discriminate, d_params,
-                                            state.d_batch_stats, real, fake, key)
+    return variant.loss.discriminator(variant.discriminate, d_params, state.d_batch_stats,
+                                      real, fake, key)
 
   (loss, (d_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
   updates, opt_state = setup.d_optimizer.update(grads, state.d_opt_state, state.d_params)
@@ -64,10 +64,11 @@ def train_step(setup: GanSetup, state: TrainState, batch: Batch) -> tuple[TrainS
   The generator runs forward once per D update; the last forward keeps its VJP so the
   generator update reuses it instead of running G again (same math as the reference,
   where the G step back-propagates through the fake batch the D step just saw). Fakes
-  carry the real batch's labels.
+  carry the real batch's labels. A growing variant is set to this step's fade-in, and the
+  real images to its stage's resolution.
   """
-  variant = setup.variant
-  real = {**batch, "image": to_model_range(batch["image"])}
+  variant = setup.variant.at_step(state.step)
+  real = {**batch, "image": variant.real_images(to_model_range(batch["image"]))}
   labels = batch["label"]
   batch_size = real["image"].shape[0]
   step_key = jax.random.fold_in(state.key, state.step)
@@ -81,7 +82,7 @@ def train_step(setup: GanSetup, state: TrainState, batch: Batch) -> tuple[TrainS
 
   def d_update(state: TrainState, fake_images: jax.Array, update: int):
     fake = {"image": fake_images, "label": labels}
-    return _d_update(setup, state,
+    return _d_update(setup, variant, state,
                      _seen_by_d(setup, real, loss_key(update, _AUGMENT_REAL_STREAM)),
                      _seen_by_d(setup, fake, loss_key(update, _AUGMENT_FAKE_STREAM)),
                      loss_key(update, _D_LOSS_STREAM))
@@ -115,13 +116,19 @@ def train_step(setup: GanSetup, state: TrainState, batch: Batch) -> tuple[TrainS
   if setup.g_ema_decay:
     state = state.replace(g_ema_params=optax.incremental_update(
         g_params, state.g_ema_params, step_size=1.0 - setup.g_ema_decay))
-  return state, metrics | {"g_loss": g_loss, **g_metrics}
+  metrics = metrics | {"g_loss": g_loss, **g_metrics}
+  if variant.schedule:
+    metrics |= {"resolution": jnp.float32(variant.image_resolution), "alpha": variant.alpha}
+  return state, metrics
 
 
 def generate_images(variant: Variant, state: TrainState, z_BZ: jax.Array,
                     labels_BA: jax.Array | None = None) -> jax.Array:
   """uint8 samples from z (and labels, for a conditional variant), by the generator's
   EMA when the run keeps one. Uses the batch's own BatchNorm statistics, as the reference
-  DCGAN does when it draws its fixed-noise grid; running averages are left untouched."""
+  DCGAN does when it draws its fixed-noise grid; running averages are left untouched.
+  A growing variant (built for the state's stage: `Variant.after_steps`) draws with the
+  fade-in of the state's last step."""
+  variant = variant.at_step(jnp.maximum(state.step - 1, 0))
   x, _ = variant.generate(state.sampling_params, state.g_batch_stats, z_BZ, labels_BA)
   return from_model_range(x)

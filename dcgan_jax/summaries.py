@@ -60,7 +60,8 @@ EVAL_PREFIX = "eval_"
 def evaluation_scores(rows: MetricRows) -> dict[str, dict[str, float]]:
   """{"last": ..., "best": ...}: the scores of the last evaluation and of the best one
   by `evaluator.selection_metric`), each with its step; {} without any.
-  A step evaluated twice (by a resumed run) counts once, its later row."""
+  A step evaluated twice (by a resumed run) counts once, its later row. A growing run's
+  best is among the evaluations at its last evaluation's resolution."""
   by_step = {}
   for row in rows:
     scores = {k[len(EVAL_PREFIX):]: v for k, v in row.items() if k.startswith(EVAL_PREFIX)}
@@ -70,8 +71,10 @@ def evaluation_scores(rows: MetricRows) -> dict[str, dict[str, float]]:
     return {}
   evaluations = [{"step": step, **scores} for step, scores in sorted(by_step.items())]
   metric = evaluator.selection_metric(evaluations[-1])
+  resolution = evaluations[-1].get("resolution")
   return {"last": evaluations[-1],
-          "best": min((e for e in evaluations if metric in e), key=lambda e: e[metric])}
+          "best": min((e for e in evaluations if metric in e
+                       and e.get("resolution") == resolution), key=lambda e: e[metric])}
 
 
 class MetricWriter:

@@ -37,6 +37,26 @@ def total_steps(train_config: ml_collections.ConfigDict, num_images: int) -> int
   return train_config.num_steps
 
 
+def stage_batch_size(setup: GanSetup, loader_batch_size: int, stage: int) -> int:
+  """The global batch of a stage: a growing variant's own, else the loader's."""
+  schedule = setup.variant.schedule
+  return schedule.batch_sizes[stage] if schedule else loader_batch_size
+
+
+def images_in_steps(setup: GanSetup, loader_batch_size: int, num_steps: int) -> int:
+  schedule = setup.variant.schedule
+  return schedule.images(num_steps) if schedule else num_steps * loader_batch_size
+
+
+def _next_batch(data_iterator, count: int) -> dict[str, np.ndarray]:
+  """`count` loader batches as one (a growing variant's stage may train on a multiple of
+  the loader's batch)."""
+  parts = [next(data_iterator) for _ in range(count)]
+  if count == 1:
+    return parts[0]
+  return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
 class TrainingStopped(RuntimeError):
   """Training ended before its last step, its work saved: by a signal, or because the
   state went non-finite. The message, one line, says where and how to go on."""
@@ -135,7 +155,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     return json.loads((workdir / "final.json").read_text())
   if is_main_process:
     files.write_json(workdir / "config.json", config_json)
-    epochs = num_steps * config.train.batch_size / len(source)
+    epochs = images_in_steps(setup, config.train.batch_size, num_steps) / len(source)
     print(f"training {num_steps:,} steps ({epochs:,.2f} epochs of {len(source):,} images)"
           + (f", resuming from step {resume_step:,}" if resume_step else ""), flush=True)
   data_iterator = pipeline.create_train_iterator(
@@ -195,7 +215,17 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   scalars."""
   is_main_process = jax.process_index() == 0
   batch_sharding = parallel.batch_sharded(mesh)
-  train_step = parallel.jit_train_step(functools.partial(steps.train_step, setup), mesh)
+  compiled_steps: dict[int, Callable] = {}
+
+  def train_step_of(stage: int) -> Callable:
+    """The jitted step of a stage, compiled when the stage starts: one for fixed
+    networks, one per resolution for growing ones."""
+    if stage not in compiled_steps:
+      compiled_steps.clear()
+      compiled_steps[stage] = parallel.jit_train_step(
+          functools.partial(steps.train_step, setup.at_stage(stage)), mesh)
+    return compiled_steps[stage]
+
   variant = setup.variant
   sample_noise, sample_labels = generate.fixed_inputs(
       variant, source, config.seed, config.train.num_samples, generate.SAMPLE_NOISE_STREAM)
@@ -220,15 +250,24 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   def log(step: int, metrics: dict[str, jax.Array]) -> None:
     nonlocal last_scalars
     scalars = _host_scalars(metrics)
-    images_per_second = progress.update(step, scalars, config.train.batch_size)
+    images_per_second = progress.update(step, scalars, stage_batch_size(
+        setup, config.train.batch_size, variant.stage_at(step - 1)))
     last_scalars = scalars | {"img_per_s": images_per_second,
                               "elapsed_s": time.time() - start_time}
     writer.write_scalars(step, last_scalars)
 
   def evaluate(step: int) -> None:
     nonlocal best_score
-    scores = evaluator(generate.generate(variant, state, eval_noise, eval_labels))
+    grown = variant.after_steps(step)
+    scores = evaluator(generate.generate(grown, state, eval_noise, eval_labels))
+    if grown.schedule:
+      scores |= {"resolution": float(grown.image_resolution)}
     writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
+    if grown.image_resolution != variant.resolution:
+      # Scores at a growing run's smaller resolutions do not compare with the final one's.
+      progress.write(f"eval step {step}: " + ", ".join(
+          f"{name} {value:.4g}" for name, value in scores.items()))
+      return
     metric = evaluation.selection_metric(scores)
     checkpointing.save_best(best_manager, state, scores[metric])
     is_best = scores[metric] < best_score
@@ -249,8 +288,11 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
 
   try:
     for step in range(first_step + 1, num_steps + 1):
-      batch = parallel.global_batch(next(data_iterator), batch_sharding)
-      state, metrics = train_step(state, batch)
+      stage = variant.stage_at(step - 1)
+      local_batch = _next_batch(data_iterator, stage_batch_size(
+          setup, config.train.batch_size, stage) // config.train.batch_size)
+      state, metrics = train_step_of(stage)(state, parallel.global_batch(local_batch,
+                                                                         batch_sharding))
       if pending is not None:
         log(*pending)
         pending = None
@@ -268,7 +310,8 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
         pending = (step, metrics)
       with progress.paused():
         if is_sample_step:
-          images = generate.generate(variant, state, sample_noise, sample_labels)
+          images = generate.generate(variant.after_steps(step), state, sample_noise,
+                                     sample_labels)
           writer.write_sample_grid(step, summaries.image_grid(images))
         if is_eval_step:
           evaluate(step)

@@ -65,6 +65,10 @@ class GanSetup:
   g_ema_decay: float = 0.0  # 0: no EMA of the generator
   augment: tuple[str, ...] = ()  # DiffAugment policy applied to everything D sees
 
+  def at_stage(self, stage: int) -> "GanSetup":
+    """The setup whose variant is built for `stage` (`Variant.at_stage`)."""
+    return dataclasses.replace(self, variant=self.variant.at_stage(stage))
+
 
 def setup_from_config(config: ml_collections.ConfigDict,
                       attribute_names: Sequence[str] = ()) -> GanSetup:

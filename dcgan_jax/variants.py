@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from dcgan_jax import losses
+from dcgan_jax import growth, losses
 from dcgan_jax.losses import (Batch, PyTree, hinge, least_squares, minimax, non_saturating,
                               penalties, wasserstein)
-from dcgan_jax.models import dcgan, layers, mlp, resnet
+from dcgan_jax.models import dcgan, layers, mlp, progan, resnet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +34,49 @@ class Variant:
   # A conditional variant's attributes and where each sits in the data's label rows.
   attributes: tuple[str, ...] = ()
   label_columns: tuple[int, ...] = ()
+  # A growing variant's schedule (None: fixed networks at `resolution`), the stage its
+  # networks are built for and how far that stage has faded in (a traced scalar inside
+  # a step; see `at_step`).
+  schedule: growth.Schedule | None = None
+  stage: int = 0
+  alpha: float | jax.Array = 1.0
+
+  @property
+  def image_resolution(self) -> int:
+    """The resolution of the images the networks make and judge at this stage."""
+    return self.schedule.resolution(self.stage) if self.schedule else self.resolution
+
+  def stage_at(self, step: int) -> int:
+    """The stage of step `step` (counted from 0); always 0 for fixed networks."""
+    return self.schedule.stage_at(step) if self.schedule else 0
+
+  def at_stage(self, stage: int) -> "Variant":
+    """The variant with networks built for `stage` (compiled separately per stage)."""
+    if not self.schedule:
+      return self
+    return dataclasses.replace(self, stage=stage, generator=self.generator.clone(stage=stage),
+                               discriminator=self.discriminator.clone(stage=stage))
+
+  def at_step(self, step: jax.Array | int) -> "Variant":
+    """The variant as it is at step `step` of its stage: its fade-in alpha set."""
+    if not self.schedule:
+      return self
+    alpha = self.schedule.alpha(self.stage, step)
+    return dataclasses.replace(self, alpha=alpha, generator=self.generator.clone(alpha=alpha),
+                               discriminator=self.discriminator.clone(alpha=alpha))
+
+  def after_steps(self, num_steps: int) -> "Variant":
+    """The variant at the stage of the last of `num_steps` steps: what a state at step
+    `num_steps` draws samples with (`steps.generate_images` sets the alpha)."""
+    return self.at_stage(self.stage_at(max(num_steps - 1, 0)))
+
+  def real_images(self, x_BHWC: jax.Array) -> jax.Array:
+    """Training images ([-1, 1], at `resolution`) as the discriminator is shown them at
+    this stage: box-filtered to its resolution and, while it fades in, blended with the
+    previous stage's resolution just as the generator's output is."""
+    if not self.schedule:
+      return x_BHWC
+    return growth.fade_images(x_BHWC, self.image_resolution, self.stage, self.alpha)
 
   @property
   def conditional(self) -> bool:
@@ -47,7 +90,7 @@ class Variant:
     """Fresh variables {'params', 'batch_stats'} of the generator and the discriminator;
     'batch_stats' (the mutable state) is empty for a network without any."""
     z = jnp.zeros((1, self.z_dim + len(self.attributes)), jnp.float32)
-    x = jnp.zeros((1, self.resolution, self.resolution, 3), jnp.float32)
+    x = jnp.zeros((1, self.image_resolution, self.image_resolution, 3), jnp.float32)
     y = (jnp.zeros((1, len(self.attributes)), jnp.float32),) if self.conditional else ()
     return ({"batch_stats": {}, **self.generator.init(g_key, z, train=False)},
             {"batch_stats": {}, **self.discriminator.init(d_key, x, *y, train=False)})
@@ -127,11 +170,22 @@ def _resnet_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.M
           resnet.Discriminator(nf=config.model.nf, norm=_d_norm(config, resnet.D_NORMS)))
 
 
+def _progan_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
+  """Built for stage 0; `Variant.at_stage` grows them."""
+  _d_norm(config, progan.D_NORMS)
+  progan.num_stages(config.data.resolution)  # a one-line error for a bad resolution
+  return (progan.Generator(max_resolution=config.data.resolution, nf=config.model.nf,
+                           stage=0, alpha=1.0),
+          progan.Discriminator(max_resolution=config.data.resolution, nf=config.model.nf,
+                               stage=0, alpha=1.0))
+
+
 # config.model.arch -> builds (generator, discriminator) from the config.
 ARCHITECTURES: dict[str, Callable[[ml_collections.ConfigDict], tuple[nn.Module, nn.Module]]] = {
     "dcgan": _dcgan_networks,
     "mlp": _mlp_networks,
     "resnet": _resnet_networks,
+    "progan": _progan_networks,
 }
 # config.loss.name -> the objective.
 LOSSES: dict[str, losses.Loss] = {
@@ -167,6 +221,8 @@ def choose(key: str, name: str, registry: Mapping[str, Any]) -> Any:
 
 def _check_combination(config: ml_collections.ConfigDict) -> None:
   """Combinations that cannot work, as one line naming the keys."""
+  if config.model.arch == "progan" and config.model.condition != "none":
+    raise ValueError("model.arch=progan has no conditional networks; set model.condition=none")
   if config.loss.penalty != "none" and config.model.d_norm == "batch":
     raise ValueError(f"loss.penalty={config.loss.penalty} needs per-sample input gradients, "
                      f"which model.d_norm=batch mixes across the batch; use model.d_norm="
@@ -206,7 +262,16 @@ def variant_from_config(config: ml_collections.ConfigDict,
   _check_combination(config)
   if penalty is not None:
     loss = penalties.with_penalty(loss, penalty, config.loss.penalty_weight)
+  if config.loss.drift_weight:
+    loss = penalties.with_penalty(loss, penalties.drift, config.loss.drift_weight,
+                                  metric="d_drift")
   attributes, label_columns = _conditioning(config, attribute_names)
+  schedule = None
+  if config.model.arch == "progan":
+    schedule = growth.Schedule(
+        batch_sizes=growth.parse_batch_sizes(config.growth.batch_sizes, config.data.resolution,
+                                             config.train.batch_size),
+        fade_images=config.growth.fade_images, stable_images=config.growth.stable_images)
   return Variant(generator=generator, discriminator=discriminator, loss=loss,
                  z_dim=config.model.z_dim, resolution=config.data.resolution,
-                 attributes=attributes, label_columns=label_columns)
+                 attributes=attributes, label_columns=label_columns, schedule=schedule)

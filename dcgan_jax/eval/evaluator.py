@@ -14,7 +14,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from dcgan_jax import files
+from dcgan_jax import files, growth
 from dcgan_jax.data import sources
 from dcgan_jax.eval import inception, metrics, swd
 
@@ -86,12 +86,20 @@ class Evaluator:
                                                      self.real_images)["pool3"]
 
   def __call__(self, fake_images: np.ndarray) -> dict[str, float]:
+    """Scores at the generated images' resolution. Below the data's (a growing run's
+    early stages) the real images are box-filtered to it and only SWD is computed, since
+    FID's reference statistics are of full-resolution images."""
     if len(fake_images) != self.num_samples:
       raise ValueError(f"expected {self.num_samples} generated images, got {len(fake_images)}")
-    result = swd.sliced_wasserstein_distance(self.real_images, fake_images, seed=self.seed)
+    real_images = growth.box_filtered(self.real_images, fake_images.shape[1])
+    resolution = fake_images.shape[1]
+    # Below 16 px (a growing run's first stages): one level, patches that fit the image.
+    result = swd.sliced_wasserstein_distance(real_images, fake_images, seed=self.seed,
+                                             patch_size=min(7, resolution - 1),
+                                             min_resolution=min(16, resolution))
     scores = {"swd": result["mean"]}
     scores |= {f"swd_{r}px": v for r, v in zip(result["resolutions"], result["per_level"])}
-    if self.inception_variables is None:
+    if self.inception_variables is None or real_images is not self.real_images:
       return scores
     features = inception.inception_features(self.inception_variables, fake_images)
     mu, sigma = metrics.feature_statistics(features["pool3"])

@@ -3,6 +3,8 @@
 - `gp`: WGAN-GP (Gulrajani et al. 2017), weight * mean (||grad_x D(x_hat)|| - 1)^2 over
   x_hat = e * x_real + (1 - e) * x_fake, one e ~ U[0, 1] per sample (two-sided).
 - `r1`: R1 (Mescheder et al. 2018), weight / 2 * mean ||grad_x D(x_real)||^2.
+- `drift` (`loss.drift_weight`, besides any of these): ProGAN's (Karras et al. 2018)
+  weight * mean D(x_real)^2, which keeps a Wasserstein critic's outputs near zero.
 
 Gradients are per sample, so the discriminator must treat samples independently: no
 batch normalisation (`model.d_norm` other than `batch`). The penalty's own passes leave
@@ -54,12 +56,21 @@ def r1_penalty(critic: Critic, d_params: PyTree, d_state: PyTree, real: Batch, f
   return 0.5 * jnp.mean(_squared_norms(gradients))
 
 
+def drift(critic: Critic, d_params: PyTree, d_state: PyTree, real: Batch, fake: Batch,
+          key: jax.Array) -> jax.Array:
+  """mean D(x)^2 on the real samples."""
+  del fake, key
+  outputs, _ = critic(d_params, d_state, real)
+  return jnp.mean(jnp.square(outputs))
+
+
 PENALTIES: dict[str, Penalty | None] = {"none": None, "gp": gradient_penalty, "r1": r1_penalty}
 
 
-def with_penalty(loss: losses.Loss, penalty: Penalty, weight: float) -> losses.Loss:
+def with_penalty(loss: losses.Loss, penalty: Penalty, weight: float,
+                 metric: str = "d_penalty") -> losses.Loss:
   """`loss` with `weight * penalty` added to its discriminator term; the unweighted
-  penalty is logged as `d_penalty`."""
+  penalty is logged as `metric`."""
 
   def discriminator_loss(critic: Critic, d_params: PyTree, d_state: PyTree, real: Batch,
                          fake: Batch, key: jax.Array) -> losses.LossResult:
@@ -67,6 +78,6 @@ def with_penalty(loss: losses.Loss, penalty: Penalty, weight: float) -> losses.L
     value, (new_state, metrics) = loss.discriminator(critic, d_params, d_state, real, fake,
                                                      loss_key)
     penalty_value = penalty(critic, d_params, new_state, real, fake, penalty_key)
-    return value + weight * penalty_value, (new_state, metrics | {"d_penalty": penalty_value})
+    return value + weight * penalty_value, (new_state, metrics | {metric: penalty_value})
 
   return dataclasses.replace(loss, discriminator=discriminator_loss)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from dcgan_jax import files, generate, summaries
+from dcgan_jax import files, generate, growth, summaries
 from dcgan_jax.data import sources
 from dcgan_jax.report import figures, neighbours, page
 
@@ -69,6 +69,8 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
   real_indices = rng.choice(len(source), min(NUM_REAL_VS_FAKE, len(source)), replace=False)
   real = sources.read_images(source, real_indices)
   fake = generate.generate(run.variant, run.state, *run.inputs(seed, NUM_REAL_VS_FAKE))
+  # A growing run's faces and discriminator are at its current stage's resolution.
+  real = growth.box_filtered(real, fake.shape[1])
   write_figure("real_vs_fake.png", figures.real_vs_fake_figure(real, fake, run.step),
                "Randomly chosen training images (left) beside generated faces (right).")
 
@@ -95,7 +97,7 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
                "The discriminator's first feature maps on real and generated images: what "
                "its first layers respond to.")
 
-  queries = fake[:NUM_NEIGHBOUR_QUERIES]
+  queries = growth.enlarged(fake[:NUM_NEIGHBOUR_QUERIES], run.variant.resolution)
   candidates = sources.sample_indices(len(source), MAX_NEIGHBOUR_CANDIDATES, rng)
   nearest, distances = neighbours.nearest_training_images(source, queries, candidates,
                                                           num_neighbours, neighbour_space)

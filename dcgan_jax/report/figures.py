@@ -167,9 +167,13 @@ def progress_gif(grid_paths: list[Path], frame_ms: int = 500, last_frame_ms: int
   The step labels keep consecutive frames distinct, so GIF encoding never merges two.
   """
   frames = []
+  with Image.open(grid_paths[-1]) as last:
+    size = last.size
   for path in grid_paths:
     with Image.open(path) as grid:
-      frames.append(summaries.labelled(grid.convert("RGB"), f"step {grid_step(path)}"))
+      # A growing run's early grids are smaller: shown at the last one's size.
+      grid = grid.convert("RGB").resize(size, Image.Resampling.NEAREST)
+      frames.append(summaries.labelled(grid, f"step {grid_step(path)}"))
   buffer = io.BytesIO()
   frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], loop=0,
                  duration=[frame_ms] * (len(frames) - 1) + [last_frame_ms])

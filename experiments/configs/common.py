@@ -37,6 +37,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss.name = "non_saturating"  # the GAN objective (dcgan_jax.variants)
   config.loss.penalty = "none"  # gradient penalty on D: none, gp (WGAN-GP) or r1
   config.loss.penalty_weight = 10.0
+  config.loss.drift_weight = 0.0  # > 0: ProGAN's drift term, weight * mean D(real)^2
+
+  # Progressive growing (model.arch=progan only): 4x4 up to data.resolution.
+  config.growth = ml_collections.ConfigDict()
+  config.growth.fade_images = 800_000  # images over which each new resolution fades in
+  config.growth.stable_images = 800_000  # images each resolution then trains stabilised
+  # Batch per resolution, e.g. "4:64,8:32": multiples of train.batch_size, which is what
+  # the data loader serves; resolutions not named (all, if empty) use train.batch_size.
+  config.growth.batch_sizes = ""
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128  # global batch, split over all devices
