@@ -6,6 +6,7 @@ import tempfile
 
 import pytest
 
+from tests.preset_runs import train_presets
 from tests.runs import train_tiny
 
 _CACHE_DIR = pytest.StashKey[str]()
@@ -43,3 +44,11 @@ def tiny_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("tiny_run")
   train_tiny(workdir)
   return workdir
+
+
+@pytest.fixture(scope="session")
+def preset_runs(tmp_path_factory):
+  """Every preset's `:tiny` run on one device, trained once: (directory, final.json of
+  each preset by name). Read them, never write into them."""
+  workdir = tmp_path_factory.mktemp("presets")
+  return workdir, train_presets(workdir)

@@ -86,6 +86,7 @@ def test_unknown_augmentation_is_a_one_line_error():
     augment.parse_policy("colour,cutout")
 
 
+@pytest.mark.slow
 def test_the_step_augments_what_d_sees_and_stays_deterministic():
   config = tiny_config({"data.augment": "translation,cutout"})
   setup, plain_setup = setup_from_config(config), setup_from_config(tiny_config())

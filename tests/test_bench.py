@@ -23,3 +23,17 @@ def test_bench_prints_consistent_json_line():
   # The ratio is of times over the same steps, so it matches the two rates (up to rounding).
   expected = report["images_per_s"] / report["torch_images_per_s"]
   assert abs(report["jax_over_torch"] - expected) <= 0.011 + 0.01 * expected
+
+
+@pytest.mark.slow
+def test_growth_bench_prints_each_stage_and_the_schedule_time_from_their_rates():
+  result = run_module("experiments.bench_growth", "--config", "progan128:tiny", "--steps", 2,
+                      "--warmup", 0, "--config.train.num_steps=12")
+  *stages, total = [json.loads(line) for line in result.stdout.strip().splitlines()]
+  assert [(s["resolution"], s["batch_size"]) for s in stages] == [(4, 16), (8, 16), (16, 8)]
+  # 4x4: 2 steps of 16; 8x8: 4 of 16; 16x16: the 6 steps left of the 12, of 8.
+  assert [s["schedule_images"] for s in stages] == [32, 64, 48]
+  assert total["images"] == 144 and total["num_steps"] == 12
+  assert all(s["images_per_s"] > 0 and s["compile_s"] > 0 for s in stages)
+  hours = sum(s["schedule_images"] / s["images_per_s"] for s in stages) / 3600
+  assert total["schedule_hours"] == pytest.approx(hours, abs=0.006)

@@ -639,11 +639,13 @@ def _train_on_prepared_faces(sample, tmp_path: Path, config) -> dict:
   return final
 
 
+@pytest.mark.slow
 def test_training_on_prepared_faces_with_their_attributes(sample, tmp_path):
   _train_on_prepared_faces(sample, tmp_path, celeba64.get_config("tiny"))
   assert (tmp_path / "run" / "samples" / "step_0000004.png").exists()
 
 
+@pytest.mark.slow
 def test_conditional_training_on_prepared_faces_and_sampling_with_attributes(sample, tmp_path):
   config = cdcgan.get_config("tiny")
   config.model.attributes = "Male,Eyeglasses,Smiling"

@@ -10,6 +10,9 @@ from dcgan_jax import compare, summaries
 from experiments.configs import dcgan, lsgan
 from tests.cli import run_module
 
+# Trains whole runs (several, or in other processes): left out of the quick check.
+pytestmark = pytest.mark.slow
+
 SEEDS = [0, 1]
 
 

@@ -29,6 +29,7 @@ def _random_labels(key: jax.Array, num: int, width: int) -> jax.Array:
   return jnp.where(jax.random.bernoulli(key, shape=(num, width)), 1, -1).astype(jnp.int8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["dcgan", "mlp", "resnet"])
 def test_projection_is_the_inner_product_of_embedded_attributes_with_the_final_features(arch):
   """With the embedding's every row set to the final layer's weights w, the projection
@@ -57,6 +58,7 @@ def test_projection_is_the_inner_product_of_embedded_attributes_with_the_final_f
   assert np.ptp(np.asarray(labels.sum(axis=1))) > 0  # the rows differ, so the test can fail
 
 
+@pytest.mark.slow
 def test_only_the_chosen_attributes_reach_the_networks():
   variant = variant_from_config(conditional_config(attributes="Smiling,Eyeglasses"), NAMES)
   assert variant.attributes == ("Smiling", "Eyeglasses")
@@ -121,6 +123,7 @@ def conditional_run(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_sample_cli_sets_the_named_attributes_and_keeps_the_others(conditional_run, tmp_path):
   run_module("experiments.sample", "--workdir", conditional_run, "--num", 6, "--out_dir",
              tmp_path / "glasses", "--seed", 5, "--attributes", "Eyeglasses=1,Smiling=-1")
@@ -172,6 +175,7 @@ def test_attribute_grid_toggles_one_attribute_per_column(conditional_run):
   np.testing.assert_array_equal(grid, summaries.image_grid(images, num_cols=len(NAMES) + 1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["dcgan", "mlp", "resnet"])
 @pytest.mark.parametrize("num_attributes", [4, 40])
 def test_attribute_term_starts_at_the_scale_of_the_logit_for_any_number_of_attributes(

@@ -375,6 +375,7 @@ def face_folders(tmp_path_factory) -> tuple[Path, Path, Path]:
   return tuple(folders)
 
 
+@pytest.mark.slow
 def test_folder_scores_rank_blurred_faces_worse_and_statistics_stand_in_for_images(
     reference, face_folders, tmp_path):
   variables = inception.load_inception_params(reference.zip_path)
@@ -390,6 +391,7 @@ def test_folder_scores_rank_blurred_faces_worse_and_statistics_stand_in_for_imag
   assert "swd" not in from_stats and "kid" not in from_stats
 
 
+@pytest.mark.slow
 def test_fid_cli_on_folders_and_saved_statistics(reference, face_folders, tmp_path):
   a, b, _ = face_folders
   stats = tmp_path / "a.npz"

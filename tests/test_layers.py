@@ -65,6 +65,7 @@ def _shapes(module, x):
 
 
 # 16x16 networks hold every layer kind of the larger ones.
+@pytest.mark.slow
 @pytest.mark.parametrize("resolution", [16])
 def test_whole_networks_agree_across_impls(resolution):
   z = jnp.asarray(np.random.default_rng(0).normal(size=(4, 16)), jnp.float32)

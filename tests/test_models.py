@@ -44,6 +44,7 @@ def test_shapes_and_dtypes(resolution):
       dcgan.num_blocks(resolution) + 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("resolution", [16, 32])
 def test_outputs_are_images_in_range_and_finite_logits(resolution):
   _, _, _, _, _, x, logits = _init(resolution)

@@ -15,8 +15,11 @@ from dcgan_jax.data import sources
 from dcgan_jax.train_state import abstract_state, setup_from_config
 from experiments.configs import synthetic
 from tests.cli import REPO, SYNTHETIC_TINY, run_module, train
-from tests.preset_runs import NUM_STEPS as PRESET_STEPS, PRESETS, tiny_preset, train_presets
+from tests.preset_runs import NUM_STEPS as PRESET_STEPS, PRESETS, tiny_preset
 from tests.runs import train_tiny
+
+# Trains whole runs (several, or in other processes): left out of the quick check.
+pytestmark = pytest.mark.slow
 
 NUM_STEPS = 6
 
@@ -45,7 +48,6 @@ def one_device(tmp_path_factory):
   return workdir
 
 
-@pytest.mark.slow
 def test_four_devices_match_one_device(one_device, tmp_path):
   train(tmp_path, f"--config.train.num_steps={NUM_STEPS}", env=_devices_env(4))
   assert '"num_devices": 4' in (tmp_path / "final.json").read_text()
@@ -64,7 +66,6 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_two_processes_of_two_devices_match_one_device(one_device, tmp_path):
   port = _free_port()
   processes = [
@@ -89,23 +90,22 @@ def test_two_processes_of_two_devices_match_one_device(one_device, tmp_path):
   _assert_same_model(one_device, tmp_path)
 
 
-@pytest.mark.slow
-def test_every_preset_trains_the_same_model_on_four_devices(tmp_path):
-  """Each preset's networks, loss, penalty and normalisation, one D update per step."""
-  run_module("tests.preset_runs", tmp_path / "four", "--one_d_step", env=_devices_env(4))
-  train_presets(tmp_path / "one", one_d_step=True)
+def test_every_preset_trains_the_same_model_on_four_devices(preset_runs, tmp_path):
+  """Each preset's networks, loss, penalty and normalisation."""
+  one = preset_runs[0]
+  run_module("tests.preset_runs", tmp_path, env=_devices_env(4))
   for name in PRESETS:
-    assert json.loads((tmp_path / "four" / name / "final.json").read_text())["num_devices"] == 4
-    config = tiny_preset(name, one_d_step=True)
+    assert json.loads((tmp_path / name / "final.json").read_text())["num_devices"] == 4
+    config = tiny_preset(name)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     setup = setup_from_config(config,
                               sources.create_source(config.data, config.seed).attribute_names)
-    a, b = (checkpointing.restore_state(tmp_path / run / name / "checkpoints",
+    a, b = (checkpointing.restore_state(run / name / "checkpoints",
                                         abstract_state(setup, sharding))
-            for run in ("one", "four"))
+            for run in (one, tmp_path))
     assert int(a.step) == int(b.step) == PRESET_STEPS
-    first = [json.loads((tmp_path / run / name / "metrics.jsonl").read_text().splitlines()[0])
-             for run in ("one", "four")]
+    first = [json.loads((run / name / "metrics.jsonl").read_text().splitlines()[0])
+             for run in (one, tmp_path)]
     for key in ("d_loss", "d_real", "d_fake"):  # D's first pass, before any update
       np.testing.assert_allclose(first[1][key], first[0][key], rtol=1e-4, atol=1e-6,
                                  err_msg=f"{name} {key}")

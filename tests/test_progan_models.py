@@ -198,6 +198,7 @@ def test_output_and_parameter_shapes_at_every_stage():
   assert d_params["final_logit"]["kernel"].shape == (16, 1)
 
 
+@pytest.mark.slow
 def test_parameter_tree_is_the_same_at_every_stage():
   trees = []
   for stage in range(progan.num_stages(MAX_RES)):

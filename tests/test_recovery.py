@@ -21,6 +21,9 @@ from dcgan_jax.train_state import abstract_state, setup_from_config
 from tests.cli import REPO, SYNTHETIC_TINY, train as train_cli
 from tests.runs import tiny_config, train_tiny
 
+# Trains whole runs (several, or in other processes): left out of the quick check.
+pytestmark = pytest.mark.slow
+
 
 def _fingerprint(workdir: Path) -> str:
   return json.loads((workdir / "final.json").read_text())["state_fingerprint"]

@@ -41,6 +41,7 @@ def test_a_set_against_itself_is_zero(faces):
   assert result == {"resolutions": [64, 32, 16], "per_level": [0.0, 0.0, 0.0], "mean": 0.0}
 
 
+@pytest.mark.slow
 def test_other_real_faces_are_close_and_noise_is_far(faces):
   reals = _stack(faces[:IMAGES_PER_SET])
   other_reals = _stack(faces[IMAGES_PER_SET:])
@@ -54,6 +55,7 @@ def test_other_real_faces_are_close_and_noise_is_far(faces):
   assert real_vs_real == swd.sliced_wasserstein_distance(reals, other_reals)
 
 
+@pytest.mark.slow
 def test_distance_grows_with_blur(faces):
   reals = _stack(faces[:IMAGES_PER_SET])
   held_out = faces[IMAGES_PER_SET:]

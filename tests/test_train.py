@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from dcgan_jax import summaries
@@ -70,6 +71,7 @@ def test_stopping_and_resuming_gives_the_uninterrupted_fingerprint(tiny_run, tmp
   assert [row["step"] for row in _rows(tmp_path)] == [2, 4, 6, 8]
 
 
+@pytest.mark.slow
 def test_a_regularised_run_resumes_exactly(tmp_path):
   """Spectral norm (its vectors in the state), a gradient penalty, the generator EMA and
   DiffAugment all resume to the uninterrupted model."""

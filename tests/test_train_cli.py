@@ -5,8 +5,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from experiments.configs import synthetic
 from tests.cli import REPO, run_module, train
+
+# Trains whole runs (several, or in other processes): left out of the quick check.
+pytestmark = pytest.mark.slow
 
 
 def test_cli_trains_then_refuses_an_incompatible_resume_naming_the_keys(tmp_path):

@@ -104,6 +104,7 @@ def test_step_equals_plain_two_pass_formulation():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d_steps", [2, 3])
 def test_extra_discriminator_steps_each_update_d(d_steps):
   config, setup = _tiny_setup(d_steps=d_steps)
@@ -128,6 +129,7 @@ def test_step_randomness_comes_from_state_key_and_step():
   assert _max_abs_change(a.g_params, c.g_params) > 0
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bf16_but_keeps_float32_state():
   config, setup = _tiny_setup()
   config.model.dtype = "bfloat16"
@@ -178,6 +180,7 @@ def test_the_default_variant_is_the_dcgan_with_its_loss():
   assert type(variant.generator).__name__ == "Generator" and variant.generator.resolution == 16
 
 
+@pytest.mark.slow
 def test_generator_ema_is_the_exponential_average_and_samples_come_from_it():
   config, setup = _tiny_setup(g_ema_decay=0.9)
   state = init_state(setup, config.seed)
