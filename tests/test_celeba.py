@@ -207,6 +207,7 @@ def test_kaggle_csv_listings_give_the_same_shards_as_the_txt_files(sample, tmp_p
   assert _shard_bytes(tmp_path / "a") == _shard_bytes(tmp_path / "b")
 
 
+@pytest.mark.slow
 def test_output_is_deterministic_across_runs_and_worker_counts(sample, tmp_path):
   root, _, _ = sample
   src = _only(root, "img_align_celeba")
@@ -446,6 +447,7 @@ def test_new_empty_or_own_out_is_accepted(tmp_path, out_is):
   assert _contents(out) == _contents(tmp_path / "clean")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dies, in_shard", [("while writing", 2), ("after writing", 2),
                                             ("while writing", 1)])
 def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, dies, in_shard):
@@ -527,6 +529,7 @@ def test_cli_prepares_and_refuses_bad_flags_with_one_line_and_exit_code_2(sample
   assert {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()} == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_prepare_leaves_no_process_behind(tmp_path, signum):
   src = _write_slow_faces(tmp_path / "src", 96)
@@ -552,6 +555,7 @@ def test_killed_prepare_leaves_no_process_behind(tmp_path, signum):
         "stopped by SIGTERM; run the same command to finish"
 
 
+@pytest.mark.slow
 def test_an_error_stops_the_workers_at_once(tmp_path, monkeypatch):
   src = _write_faces(tmp_path / "src", 32, prefix="a")  # the first task: done at once
   _write_slow_faces(src, 192, prefix="b")  # six more, queued when it is

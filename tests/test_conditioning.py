@@ -143,6 +143,7 @@ def test_sample_cli_sets_the_named_attributes_and_keeps_the_others(conditional_r
     ("Male=1", "--attributes: attribute 'Male' is unknown; expected one of: Bald"),
     ("Eyeglasses=2", "--attributes: expected NAME=1 or NAME=-1, got 'Eyeglasses=2'"),
 ])
+@pytest.mark.slow
 def test_sample_cli_refuses_bad_attributes_before_writing(conditional_run, tmp_path, flag,
                                                           message):
   result = run_module("experiments.sample", "--workdir", conditional_run, "--out_dir",
@@ -158,6 +159,7 @@ def test_attributes_of_an_unconditional_run_are_refused(tiny_run):
     generate.write_samples(run, tiny_run / "never", 2, 0, {"Smiling": 1})
 
 
+@pytest.mark.slow
 def test_attribute_grid_toggles_one_attribute_per_column(conditional_run):
   run = generate.load_run(conditional_run)
   rows = 3

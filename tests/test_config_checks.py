@@ -64,11 +64,16 @@ def test_an_unknown_key_in_a_config_names_the_closest_known_one():
 @pytest.mark.parametrize("args, message", [
     (["--config.train.num_step=5"],
      "error: --config.train.num_step=5: no config key 'num_step'; did you mean 'num_steps'?"),
-    (["--config.train.num_steps=abc"],
-     "error: flag --config.train.num_steps=abc: invalid literal for int() with base 10: 'abc'"),
-    (["--config.model.nf=0"], "error: config key model.nf=0: expected a positive integer"),
-    (["--config=experiments/configs/nothing.py"],
-     "error: --config: No such file or directory: 'experiments/configs/nothing.py'"),
+    # Each starts the command: the quick check runs the first only.
+    pytest.param(["--config.train.num_steps=abc"],
+                 "error: flag --config.train.num_steps=abc: invalid literal for int() with base "
+                 "10: 'abc'", marks=pytest.mark.slow),
+    pytest.param(["--config.model.nf=0"],
+                 "error: config key model.nf=0: expected a positive integer",
+                 marks=pytest.mark.slow),
+    pytest.param(["--config=experiments/configs/nothing.py"],
+                 "error: --config: No such file or directory: 'experiments/configs/nothing.py'",
+                 marks=pytest.mark.slow),
 ])
 def test_cli_bad_flags_are_one_line_and_exit_code_2(tmp_path, args, message):
   result = train_cli(tmp_path / "run", *args, check=False)

@@ -17,6 +17,7 @@ def evaluated_run(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_training_logs_evaluations_and_keeps_the_best_checkpoint(evaluated_run):
   rows = [json.loads(l) for l in (evaluated_run / "metrics.jsonl").read_text().splitlines()]
   evals = [r for r in rows if "eval_swd" in r]
@@ -30,11 +31,13 @@ def test_training_logs_evaluations_and_keeps_the_best_checkpoint(evaluated_run):
   assert [e.step for e in events.Scalars("eval_swd")] == [4, 8]
 
 
+@pytest.mark.slow
 def test_training_ends_with_a_report(evaluated_run):
   page = (evaluated_run / "report" / "index.html").read_text()
   assert "nearest_neighbours.png" in page and (evaluated_run / "report" / "nearest_neighbours.png").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_cli_prints_and_writes_the_scores(evaluated_run):
   result = run_module("experiments.evaluate", "--workdir", evaluated_run, "--num_samples", 32,
                       env={"DCGAN_JAX_CACHE": str(evaluated_run / "no_cache")})
@@ -44,6 +47,7 @@ def test_evaluate_cli_prints_and_writes_the_scores(evaluated_run):
   assert json.loads((evaluated_run / "eval_step0000008.json").read_text()) == printed
 
 
+@pytest.mark.slow
 def test_evaluate_cli_with_a_missing_weights_path_says_so(evaluated_run):
   result = run_module("experiments.evaluate", "--workdir", evaluated_run, "--num_samples", 8,
                       "--inception_weights", evaluated_run / "nope.pth", check=False)
@@ -51,6 +55,7 @@ def test_evaluate_cli_with_a_missing_weights_path_says_so(evaluated_run):
   assert "nope.pth" in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_cli_by_default_scores_as_training_did(evaluated_run):
   """Same step, same noise, same number of images: the scores training logged."""
   result = run_module("experiments.evaluate", "--workdir", evaluated_run, "--step", 4,

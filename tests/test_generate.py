@@ -27,6 +27,7 @@ def test_samples_are_numbered_pngs_that_depend_on_the_checkpoint_and_seed(tiny_r
   assert not np.array_equal(a[0], a[1])
 
 
+@pytest.mark.slow
 def test_sample_cli_interpolation_grid(tiny_run, tmp_path):
   run_module("experiments.sample", "--workdir", tiny_run, "--out_dir", tmp_path, "--interpolate",
              "--rows", 3, "--cols", 5)
@@ -71,6 +72,7 @@ def test_an_unconditional_generator_ignores_labels_in_any_batching(tiny_run):
         without, generate.generate(run.variant, run.state, z, labels, batch_size=batch_size))
 
 
+@pytest.mark.slow
 def test_best_draws_from_the_checkpoint_of_the_best_evaluation(tmp_path):
   final = train_tiny(tmp_path, {"eval.every_steps": 4, "eval.num_samples": 32})
   best_step = final["eval"]["best"]["step"]
@@ -82,10 +84,13 @@ def test_best_draws_from_the_checkpoint_of_the_best_evaluation(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--step", "5"], "error: no checkpoint at step 5 in {run}/checkpoints; steps available: 4, 8"),
-    (["--num", "0"], "error: --num must be a positive integer, got 0"),
-    (["--interpolate", "--rows", "-1"], "error: --rows must be a positive integer, got -1"),
-    (["--best"], "error: --best: {run} has no best checkpoint; it is kept when the run evaluates "
-                 "during training (eval.every_steps > 0)"),
+    # Each starts the command: the quick check runs the first only.
+    pytest.param(["--num", "0"], "error: --num must be a positive integer, got 0",
+                 marks=pytest.mark.slow),
+    pytest.param(["--interpolate", "--rows", "-1"],
+                 "error: --rows must be a positive integer, got -1", marks=pytest.mark.slow),
+    pytest.param(["--best"], "error: --best: {run} has no best checkpoint; it is kept when the "
+                 "run evaluates during training (eval.every_steps > 0)", marks=pytest.mark.slow),
 ])
 def test_sample_cli_bad_choices_are_one_line(tiny_run, tmp_path, args, message):
   result = run_module("experiments.sample", "--workdir", tiny_run, "--out_dir", tmp_path / "out",

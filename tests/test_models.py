@@ -52,6 +52,7 @@ def test_outputs_are_images_in_range_and_finite_logits(resolution):
   assert bool(jnp.all(jnp.isfinite(logits)))
 
 
+@pytest.mark.slow
 def test_initialisation_follows_the_paper():
   # The 32x32 networks at nf=8: ~22k conv weights and ~100 BatchNorm scales, enough to
   # pin the mean and spread inside the tolerances.
@@ -73,7 +74,7 @@ def test_bad_resolution_is_refused():
 
 
 @pytest.mark.parametrize("train", [True, False])
-@pytest.mark.parametrize("resolution", [16, 32])
+@pytest.mark.parametrize("resolution", [16, pytest.param(32, marks=pytest.mark.slow)])
 def test_matches_pytorch_with_copied_weights(resolution, train):
   torch = pytest.importorskip("torch")
   from tests import torch_reference
@@ -100,6 +101,7 @@ def test_matches_pytorch_with_copied_weights(resolution, train):
   np.testing.assert_allclose(np.asarray(logits), logits_torch.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fully_connected_networks_shapes_and_independent_samples():
   g, d = mlp.Generator(resolution=16, hidden=8), mlp.Discriminator(hidden=8)
   z = jnp.asarray(np.random.default_rng(0).normal(size=(3, 20)), jnp.float32)

@@ -220,7 +220,7 @@ def test_parameter_tree_is_the_same_at_every_stage():
   jax.tree.map(np.testing.assert_array_equal, g_tree["params"], _g_params())
 
 
-@pytest.mark.parametrize("stage", [1, 3])
+@pytest.mark.parametrize("stage", [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_generator_fades_the_new_resolution_in(stage):
   r = 4 * 2**stage
   new = _g(stage, 1.0)
@@ -236,6 +236,7 @@ def test_generator_fades_the_new_resolution_in(stage):
   np.testing.assert_allclose(_g(stage, 0.3), 0.7 * old + 0.3 * new, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", [1, 3])
 def test_discriminator_fades_the_new_resolution_in(stage):
   r = 4 * 2**stage

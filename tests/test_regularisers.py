@@ -71,6 +71,7 @@ def test_penalty_is_added_to_the_loss_with_its_weight_and_logged():
   np.testing.assert_allclose(float(metrics["d_penalty"]), float(penalty), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_spectral_norm_sigma_converges_to_the_largest_singular_value():
   d = dcgan.Discriminator(nf=8, norm="spectral")
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), jnp.float32)
@@ -96,6 +97,7 @@ def test_spectral_norm_sigma_converges_to_the_largest_singular_value():
     np.testing.assert_allclose(sigma, largest, rtol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d_norm", ["layer", "none"])
 def test_discriminators_without_batch_norm_treat_samples_independently(d_norm):
   d = dcgan.Discriminator(nf=8, norm=d_norm)
@@ -125,6 +127,7 @@ def test_a_penalty_with_batch_norm_is_refused_naming_both_keys():
      {"d_loss", "d_real", "d_fake", "d_penalty"}),
     ({"loss.name": "hinge", "model.d_norm": "spectral"}, {"d_loss", "d_real", "d_fake"}),
 ])
+@pytest.mark.slow
 def test_step_trains_each_family_member(overrides, d_keys):
   config = tiny_config(overrides)
   setup = setup_from_config(config)

@@ -30,6 +30,7 @@ def workdir(tiny_run, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_report_writes_every_image_and_an_index_linking_each(workdir):
   report_dir = workdir / "report"
   for name in REPORT_IMAGES:
@@ -42,6 +43,7 @@ def test_report_writes_every_image_and_an_index_linking_each(workdir):
       workdir / "samples" / "step_0000008.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_index_states_wall_time_speed_and_the_last_and_best_evaluations(workdir):
   page = (workdir / "report" / "index.html").read_text()
   final = json.loads((workdir / "final.json").read_text())
@@ -51,6 +53,7 @@ def test_index_states_wall_time_speed_and_the_last_and_best_evaluations(workdir)
   assert facts["last evaluation (step 8)"] == facts["best evaluation (step 8)"] == "fid 123.4"
 
 
+@pytest.mark.slow
 def test_progress_gif_has_one_frame_per_sample_grid_in_step_order(workdir):
   grids = [np.asarray(Image.open(workdir / "samples" / f"step_{step:07d}.png").convert("RGB"))
            for step in (4, 8)]

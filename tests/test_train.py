@@ -85,6 +85,7 @@ def test_a_regularised_run_resumes_exactly(tmp_path):
   assert {"d_penalty", "d_real", "d_fake"} <= set(_rows(tmp_path / "resumed")[-1])
 
 
+@pytest.mark.slow
 def test_a_different_seed_gives_a_different_fingerprint(tiny_run, tmp_path):
   assert train_tiny(tmp_path, {"seed": 1})["state_fingerprint"] != \
       _final(tiny_run)["state_fingerprint"]
