@@ -57,7 +57,7 @@ def stage_rate(setup, config, mesh, stage: int) -> dict:
   seconds = time.perf_counter() - start
   return {"stage": stage, "resolution": schedule.resolution(stage), "batch_size": batch_size,
           "compile_s": round(compile_seconds, 2),
-          "images_per_s": round(_STEPS.value * batch_size / seconds, 1)}
+          "images_per_s": float(f"{_STEPS.value * batch_size / seconds:.3g}")}
 
 
 def main(argv: list[str]) -> None:
