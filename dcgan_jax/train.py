@@ -263,17 +263,16 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     if grown.schedule:
       scores |= {"resolution": float(grown.image_resolution)}
     writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
+    line = f"eval step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in scores.items())
     if grown.image_resolution != variant.resolution:
       # Scores at a growing run's smaller resolutions do not compare with the final one's.
-      progress.write(f"eval step {step}: " + ", ".join(
-          f"{name} {value:.4g}" for name, value in scores.items()))
+      progress.write(line)
       return
     metric = evaluation.selection_metric(scores)
     checkpointing.save_best(best_manager, state, scores[metric])
     is_best = scores[metric] < best_score
     best_score = min(best_score, scores[metric])
-    progress.write(f"eval step {step}: " + ", ".join(
-        f"{name} {value:.4g}" for name, value in scores.items()) + (" (best)" if is_best else ""))
+    progress.write(line + (" (best)" if is_best else ""))
 
   def stop_diverged(step: int) -> None:
     manager.wait_until_finished()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dcgan_jax import growth
+from dcgan_jax import growth, variants
 from experiments.configs import progan128
 
 
@@ -82,3 +82,18 @@ def test_real_images_fade_like_the_generator():
   np.testing.assert_allclose(growth.fade_images(x, 8, 1, 0.25), 0.75 * previous + 0.25 * box8,
                              atol=1e-6)
   np.testing.assert_array_equal(growth.fade_images(x, 16, 2, 1.0), x)
+
+
+def test_combinations_a_growing_run_cannot_have_are_one_line_errors():
+  config = progan128.get_config("tiny")
+  config.model.condition = "attributes"
+  with pytest.raises(ValueError, match="model.arch=progan has no conditional networks"):
+    variants.variant_from_config(config, ("Smiling",))
+  config = progan128.get_config("tiny")
+  config.model.d_norm = "batch"
+  with pytest.raises(ValueError, match="model.arch=progan has no model.d_norm=batch"):
+    variants.variant_from_config(config)
+  config = progan128.get_config("tiny")
+  config.growth.batch_sizes = "16:12"
+  with pytest.raises(ValueError, match="growth.batch_sizes item '16:12'"):
+    variants.variant_from_config(config)
