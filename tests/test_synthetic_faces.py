@@ -171,7 +171,7 @@ def test_a_smile_and_an_open_mouth_differ_only_in_the_mouth():
     assert left <= columns.min() and columns.max() <= right
 
 
-@pytest.mark.parametrize("resolution", [8, 23, 100, 256])
+@pytest.mark.parametrize("resolution", [8, 23, 100, 128, 256])
 def test_any_resolution(resolution):
   face = render_face(0, 7, resolution)
   assert face.dtype == np.uint8 and face.shape == (resolution, resolution, 3)
