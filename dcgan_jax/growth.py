@@ -83,7 +83,7 @@ def parse_batch_sizes(text: str, max_resolution: int, loader_batch_size: int
   """`growth.batch_sizes` ("4:16,8:16,16:8"; resolutions not named, or all when empty,
   take `train.batch_size`) as one batch size per stage, each a multiple of the loader's
   batch (`train.batch_size`), which a stage's batch is assembled from."""
-  resolutions = [4 * 2**s for s in range(int(math.log2(max_resolution // 4)) + 1)]
+  resolutions = progan.resolutions(max_resolution)
   sizes = dict.fromkeys(resolutions, loader_batch_size)
   for item in filter(None, (part.strip() for part in text.split(","))):
     resolution, _, size = item.partition(":")
@@ -123,5 +123,4 @@ def box_filtered(images_BHWC: np.ndarray, resolution: int) -> np.ndarray:
 def enlarged(images_BHWC: np.ndarray, resolution: int) -> np.ndarray:
   """uint8 images repeated up to `resolution` (nearest neighbour), to set a growing run's
   early samples beside full-resolution images."""
-  factor = resolution // images_BHWC.shape[1]
-  return images_BHWC.repeat(factor, axis=1).repeat(factor, axis=2)
+  return np.asarray(progan.upsample_nearest(images_BHWC, resolution // images_BHWC.shape[1]))

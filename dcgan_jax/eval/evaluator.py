@@ -91,8 +91,8 @@ class Evaluator:
     FID's reference statistics are of full-resolution images."""
     if len(fake_images) != self.num_samples:
       raise ValueError(f"expected {self.num_samples} generated images, got {len(fake_images)}")
-    real_images = growth.box_filtered(self.real_images, fake_images.shape[1])
     resolution = fake_images.shape[1]
+    real_images = growth.box_filtered(self.real_images, resolution)
     # Below 16 px (a growing run's first stages): one level, patches that fit the image.
     result = swd.sliced_wasserstein_distance(real_images, fake_images, seed=self.seed,
                                              patch_size=min(7, resolution - 1),

@@ -52,7 +52,8 @@ def num_stages(max_resolution: int) -> int:
   return max_resolution.bit_length() - 2
 
 
-def _resolutions(max_resolution: int) -> list[int]:
+def resolutions(max_resolution: int) -> list[int]:
+  """Each stage's resolution, 4 up to `max_resolution`."""
   return [4 * 2**s for s in range(num_stages(max_resolution))]
 
 
@@ -179,23 +180,23 @@ class Generator(nn.Module):
   def __call__(self, z_BZ: jax.Array, train: bool) -> jax.Array:
     del train  # No batch norm: the same function in training and evaluation.
     resolution = _check_stage(self.stage, self.max_resolution)
-    resolutions = _resolutions(self.max_resolution)
+    sizes = resolutions(self.max_resolution)
     c4 = channels(4, self.nf)
-    blocks = {r: GeneratorBlock(channels(r, self.nf), name=f"block_{r}") for r in resolutions[1:]}
-    to_rgb = {r: EqualizedConv(3, 1, gain=1.0, name=f"to_rgb_{r}") for r in resolutions}
+    blocks = {r: GeneratorBlock(channels(r, self.nf), name=f"block_{r}") for r in sizes[1:]}
+    to_rgb = {r: EqualizedConv(3, 1, gain=1.0, name=f"to_rgb_{r}") for r in sizes}
 
     h = EqualizedDense(4 * 4 * c4, gain=_HE_GAIN / 4, name="dense_4")(pixel_norm(z_BZ))
     h = pixel_norm(_lrelu(h.reshape(-1, 4, 4, c4)))
     h = pixel_norm(_lrelu(EqualizedConv(c4, 3, name="conv_4")(h)))
     hs = {4: h}
-    for r in resolutions[1:self.stage + 1]:
+    for r in sizes[1:self.stage + 1]:
       hs[r] = blocks[r](hs[r // 2])
 
     if self.is_initializing():
       # The layers this stage does not use, on zeros, so every stage has the same tree.
-      for r in resolutions[self.stage + 1:]:
+      for r in sizes[self.stage + 1:]:
         blocks[r](jnp.zeros((1, r // 2, r // 2, channels(r // 2, self.nf)), h.dtype))
-      for r in resolutions:
+      for r in sizes:
         if r not in (resolution, resolution // 2):
           to_rgb[r](jnp.zeros((1, r, r, channels(r, self.nf)), h.dtype))
 
@@ -222,18 +223,18 @@ class Discriminator(nn.Module):
   def __call__(self, x_BHWC: jax.Array, train: bool) -> jax.Array:
     del train  # No batch norm: the same function in training and evaluation.
     resolution = _check_stage(self.stage, self.max_resolution)
-    resolutions = _resolutions(self.max_resolution)
+    sizes = resolutions(self.max_resolution)
     blocks = {r: DiscriminatorBlock(channels(r, self.nf), channels(r // 2, self.nf),
-                                    name=f"block_{r}") for r in resolutions[1:]}
+                                    name=f"block_{r}") for r in sizes[1:]}
     from_rgb_layers = {r: EqualizedConv(channels(r, self.nf), 1, name=f"from_rgb_{r}")
-                       for r in resolutions}
+                       for r in sizes}
 
     def from_rgb(r: int, x: jax.Array) -> jax.Array:
       return _lrelu(from_rgb_layers[r](x))
 
     if self.is_initializing():
       # The layers this stage does not use, on zeros, so every stage has the same tree.
-      for r in resolutions:
+      for r in sizes:
         if r not in (resolution, resolution // 2):
           from_rgb(r, jnp.zeros((1, r, r, 3), x_BHWC.dtype))
         if r > resolution:
@@ -245,7 +246,7 @@ class Discriminator(nn.Module):
       old = from_rgb(resolution // 2, box_downsample(x_BHWC, 2))
       new = blocks[resolution](from_rgb(resolution, x_BHWC))
       h = (1 - self.alpha) * old + self.alpha * new
-    for r in reversed(resolutions[1:self.stage]):
+    for r in reversed(sizes[1:self.stage]):
       h = blocks[r](h)
 
     h = minibatch_stddev(h, self.mbstd_group_size)
