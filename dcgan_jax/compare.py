@@ -3,8 +3,9 @@ the same real images and the same latent noise.
 
 `DIR/<preset>/seed<k>/` holds each run (a run already trained that far is not trained
 again); `DIR/compare.json`, `compare.md` and `compare.png` hold the result: per preset,
-the mean and standard deviation over seeds of each score, wall time and img/s, and one
-sample grid per preset side by side.
+the mean and standard deviation over seeds of each score, wall time and img/s (over all of
+a run's training sessions, when it was stopped and resumed), and one sample grid per preset
+side by side.
 """
 
 import copy
@@ -68,6 +69,13 @@ def train_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict],
       train.train_and_evaluate(config_k, directory)
 
 
+def wall_time_and_rate(final: dict[str, Any], batch_size: int) -> tuple[float, float]:
+  """A run's training seconds over all its sessions, and its img/s over them, from its
+  final.json. One written before sessions were summed has only its last session's."""
+  seconds = final.get("total_seconds", final["seconds"])
+  return seconds, final["step"] * batch_size / max(seconds, 1e-9)
+
+
 def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], seeds: list[int],
                num_samples: int, inception_weights: str | None = None
                ) -> tuple[list[RunResult], dict[str, np.ndarray]]:
@@ -85,9 +93,8 @@ def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], see
       images = generate.generate(run.variant, run.state,
                                  *run.inputs(NOISE_SEED, evaluator.num_samples))
       final = json.loads((directory / "final.json").read_text())
-      batch = run.config.train.batch_size
-      results.append(RunResult(name, seed, evaluator(images), final["seconds"],
-                               final["step"] * batch / max(final["seconds"], 1e-9)))
+      results.append(RunResult(name, seed, evaluator(images),
+                               *wall_time_and_rate(final, run.config.train.batch_size)))
       grids.setdefault(name, images[:GRID_SAMPLES])
   return results, grids
 

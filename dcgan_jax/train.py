@@ -57,6 +57,35 @@ def _next_batch(data_iterator, count: int) -> dict[str, np.ndarray]:
   return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
+# DIR/sessions.json: one entry per training session, {"first_step", "step", "seconds"}.
+SESSIONS = "sessions.json"
+
+
+def earlier_sessions(workdir: Path) -> list[dict[str, float]]:
+  """The sessions DIR/sessions.json records. A run written before they were recorded has
+  at most its last final.json's, without a first step."""
+  if (workdir / SESSIONS).exists():
+    return json.loads((workdir / SESSIONS).read_text())
+  if (workdir / "final.json").exists():
+    final = json.loads((workdir / "final.json").read_text())
+    return [{"step": final["step"], "seconds": final["seconds"]}]
+  return []
+
+
+def session_recorder(workdir: Path, earlier: list[dict[str, float]], first_step: int,
+                     enabled: bool) -> Callable[[int, float], float]:
+  """`record(step, seconds)`: this session, begun at `first_step`, reached `step` after
+  `seconds`. Rewrites DIR/sessions.json with the earlier sessions and this one, atomically,
+  so a session interrupted at any point keeps its time up to its last record; returns the
+  seconds of all of them."""
+  def record(step: int, seconds: float) -> float:
+    sessions = [*earlier, {"first_step": first_step, "step": step, "seconds": seconds}]
+    if enabled:
+      files.write_json(workdir / SESSIONS, sessions)
+    return sum(session["seconds"] for session in sessions)
+  return record
+
+
 class TrainingStopped(RuntimeError):
   """Training ended before its last step, its work saved: by a signal, or because the
   state went non-finite. The message, one line, says where and how to go on."""
@@ -164,12 +193,14 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   best_manager = None
   try:
     state = create_or_restore_state(setup, config.seed, mesh, manager, data_iterator)
+    record_session = session_recorder(workdir, earlier_sessions(workdir),
+                                      int(jax.device_get(state.step)), is_main_process)
     if config.eval.every_steps:
       best_manager = checkpointing.create_best_manager(workdir / "checkpoints_best")
     with _stop_requests() as stop_requested:
       state, last_scalars = _loop(config, workdir, setup, source, mesh, num_steps, state,
                                   manager, best_manager, data_iterator, writer, stop_requested,
-                                  start_time)
+                                  start_time, record_session)
   finally:
     manager.wait_until_finished()
     manager.close()
@@ -180,11 +211,14 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     if hasattr(data_iterator, "close"):  # stops grain's worker processes
       data_iterator.close()
 
+  step = int(jax.device_get(state.step))
+  seconds = time.time() - start_time
   final = {
-      "step": int(jax.device_get(state.step)),
+      "step": step,
       "num_devices": mesh.size,
       "num_processes": jax.process_count(),
-      "seconds": time.time() - start_time,
+      "seconds": seconds,
+      "total_seconds": record_session(step, seconds),
       "metrics": last_scalars,
       "eval": summaries.evaluation_scores(summaries.read_metrics(workdir / "metrics.jsonl")),
       "state_fingerprint": state_fingerprint(state),
@@ -209,10 +243,11 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
 def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
           source: sources.Source, mesh: jax.sharding.Mesh, num_steps: int, state: TrainState,
           manager, best_manager, data_iterator, writer: summaries.MetricWriter,
-          stop_requested: Callable[[], str | None], start_time: float
+          stop_requested: Callable[[], str | None], start_time: float,
+          record_session: Callable[[int, float], float]
           ) -> tuple[TrainState, dict[str, float]]:
   """Steps from the state's step to `num_steps`; returns the state and the last logged
-  scalars."""
+  scalars. The session's time is recorded at every log step and when it stops early."""
   is_main_process = jax.process_index() == 0
   batch_sharding = parallel.batch_sharded(mesh)
   compiled_steps: dict[int, Callable] = {}
@@ -252,9 +287,10 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     scalars = _host_scalars(metrics)
     images_per_second = progress.update(step, scalars, stage_batch_size(
         setup, config.train.batch_size, variant.stage_at(step - 1)))
-    last_scalars = scalars | {"img_per_s": images_per_second,
-                              "elapsed_s": time.time() - start_time}
+    elapsed = time.time() - start_time
+    last_scalars = scalars | {"img_per_s": images_per_second, "elapsed_s": elapsed}
     writer.write_scalars(step, last_scalars)
+    record_session(step, elapsed)
 
   def evaluate(step: int) -> None:
     nonlocal best_score
@@ -276,6 +312,7 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
 
   def stop_diverged(step: int) -> None:
     manager.wait_until_finished()
+    record_session(step, time.time() - start_time)
     good = manager.latest_step()
     where = (f"the last good checkpoint, step {good} in {workdir / 'checkpoints'}, is kept; "
              f"to retry from it with other learning rates, rerun with e.g. "
@@ -320,6 +357,7 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
         if pending is not None:
           log(*pending)
         manager.wait_until_finished()
+        record_session(step, time.time() - start_time)
         raise TrainingStopped(
             f"stopped by {signal_name or 'another process'} at step {step} of {num_steps}, "
             f"saved in {workdir / 'checkpoints'}; run the same command to resume")

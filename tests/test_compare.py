@@ -41,6 +41,9 @@ def test_every_preset_and_seed_is_trained_and_scored_alike(compared):
   assert [(r["preset"], r["seed"]) for r in runs] == [(p, s) for p in ("dcgan", "lsgan")
                                                       for s in SEEDS]
   assert len({r["scores"]["swd"] for r in runs}) == 4  # different models, different scores
+  for r in runs:
+    final = json.loads((workdir / r["preset"] / f"seed{r['seed']}" / "final.json").read_text())
+    assert r["seconds"] == final["total_seconds"]
   assert json.loads((workdir / "compare.json").read_text()) == json.loads(json.dumps(report))
 
 

@@ -2,14 +2,15 @@
 
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_jax import summaries
-from tests.runs import train_tiny
+from dcgan_jax import compare, summaries, train
+from tests.runs import tiny_config, train_tiny
 
 
 def _final(workdir):
@@ -69,6 +70,41 @@ def test_stopping_and_resuming_gives_the_uninterrupted_fingerprint(tiny_run, tmp
   train_tiny(tmp_path)
   assert _final(tmp_path)["state_fingerprint"] == _final(tiny_run)["state_fingerprint"]
   assert [row["step"] for row in _rows(tmp_path)] == [2, 4, 6, 8]
+
+
+def _sessions(workdir):
+  return json.loads((workdir / train.SESSIONS).read_text())
+
+
+def test_a_resumed_run_is_timed_over_all_its_sessions(tmp_path):
+  first = train_tiny(tmp_path, {"train.num_steps": 4})
+  second = train_tiny(tmp_path)
+  assert first["total_seconds"] == first["seconds"]
+  assert second["total_seconds"] == first["seconds"] + second["seconds"]
+  assert [(s["first_step"], s["step"]) for s in _sessions(tmp_path)] == [(0, 4), (4, 8)]
+  batch_size = tiny_config().train.batch_size
+  assert compare.wall_time_and_rate(second, batch_size) == (
+      second["total_seconds"], 8 * batch_size / second["total_seconds"])
+  del second["total_seconds"]  # as in a final.json written before sessions were summed
+  assert compare.wall_time_and_rate(second, batch_size)[0] == second["seconds"]
+
+
+def test_a_session_stopped_by_a_signal_keeps_its_time(tmp_path, monkeypatch):
+  write_scalars = summaries.MetricWriter.write_scalars
+
+  def signal_after_step_2(writer, step, scalars):
+    write_scalars(writer, step, scalars)
+    if step == 2:
+      signal.raise_signal(signal.SIGTERM)
+
+  monkeypatch.setattr(summaries.MetricWriter, "write_scalars", signal_after_step_2)
+  with pytest.raises(train.TrainingStopped, match="^stopped by SIGTERM at step 3 "):
+    train_tiny(tmp_path)
+  monkeypatch.undo()
+  [stopped] = _sessions(tmp_path)
+  assert stopped["step"] == 3 and stopped["seconds"] > _rows(tmp_path)[-1]["elapsed_s"]
+  final = train_tiny(tmp_path)
+  assert final["total_seconds"] == stopped["seconds"] + final["seconds"]
 
 
 @pytest.mark.slow
