@@ -24,6 +24,9 @@ _TEST_ENV = {
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: starts several processes or times a benchmark; "
                                      "deselect with -m 'not slow'")
+  config.addinivalue_line("markers", "bit_exact: compares fingerprints or other bit-exact "
+                                     "values; test_instruction_sets runs these again under "
+                                     "another instruction set")
   cache_dir = tempfile.mkdtemp(prefix="dcgan_jax_tests_xla_cache_")
   config.stash[_CACHE_DIR] = cache_dir
   os.environ.update(_TEST_ENV, JAX_COMPILATION_CACHE_DIR=cache_dir)

@@ -41,6 +41,7 @@ def test_sample_cli_on_a_directory_without_a_run(tmp_path):
   assert result.returncode != 0 and "config.json" in result.stderr.splitlines()[-1]
 
 
+@pytest.mark.bit_exact
 def test_restored_run_has_the_trained_fingerprint(tiny_run):
   from dcgan_jax.train_state import state_fingerprint
   run = generate.load_run(tiny_run)

@@ -32,6 +32,7 @@ def straight_run(tmp_path_factory):
   return workdir, final
 
 
+@pytest.mark.bit_exact
 def test_resumes_exactly_across_a_stage_boundary_and_in_the_middle_of_a_fade_in(
     straight_run, tmp_path):
   straight_dir, straight = straight_run

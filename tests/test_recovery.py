@@ -77,6 +77,7 @@ LONG = ("--config.train.num_steps=100000", "--config.train.checkpoint_every=1000
         "--config.train.sample_every=100000", "--config.train.log_every=1")
 
 
+@pytest.mark.bit_exact
 def test_sigterm_saves_where_it_stopped_and_the_rerun_ends_as_an_uninterrupted_run(tmp_path):
   """Also: the data workers go with it, a second signal during the save harms nothing,
   and a second process in the same workdir is refused at once, naming the first."""
@@ -210,6 +211,7 @@ def checkpointed_run(tmp_path_factory):
   return root
 
 
+@pytest.mark.bit_exact
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_a_damaged_latest_checkpoint_is_set_aside_and_the_one_before_resumed(
     checkpointed_run, tmp_path, capsys, damage):
