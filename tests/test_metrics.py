@@ -4,6 +4,8 @@ References: pytorch-fid's `calculate_frechet_distance` (scipy's general matrix s
 root) and torch-fidelity's KID and IS, imported from the packages themselves.
 """
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,103 @@ def test_inception_score_of_fewer_samples_than_splits_has_one_split_per_sample()
   score = metrics.inception_score(logits, splits=10)
   assert score == metrics.inception_score(logits, splits=3)
   assert np.isfinite(score.mean) and np.isfinite(score.std)
+
+
+
+def _offset_feature_batches(seed: int, sizes: list[int], d: int) -> Iterator[np.ndarray]:
+  """float32 features around 1e3 with correlated unit-scale spread: the offset is what
+  float32 accumulation, or E[x x^T] - E[x] E[x]^T, loses the spread to."""
+  rng = np.random.default_rng(seed)
+  loadings = rng.standard_normal((8, d)).astype(np.float32)
+  offset = (1e3 + rng.standard_normal(d)).astype(np.float32)
+  for size in sizes:
+    shared = rng.standard_normal((size, 8), np.float32) @ loadings
+    yield offset + shared + rng.standard_normal((size, d), np.float32)
+
+
+@pytest.fixture(scope="module")
+def streamed_statistics() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+  """50,000 2048-d vectors in uneven batches (one empty, one of a single vector), merged
+  one batch at a time, and the same vectors' float64 mean and covariance from sums about
+  a fixed shift (the textbook shifted-data formula, independent of the pairwise merge):
+  (streamed, reference)."""
+  d, sizes = 2048, [1, 4999, 0, 7000, 3, 13000, 997, 24000]
+  moments = metrics.feature_moments(np.zeros((0, d)))
+  shift, sum_1, sum_2, n = None, np.zeros(d), np.zeros((d, d)), 0
+  for batch in _offset_feature_batches(0, sizes, d):
+    moments = metrics.merge_moments(moments, metrics.feature_moments(batch))
+    batch = batch.astype(np.float64)
+    shift = batch[0] if shift is None else shift
+    shifted = batch - shift
+    sum_1, sum_2, n = sum_1 + shifted.sum(axis=0), sum_2 + shifted.T @ shifted, n + len(batch)
+  assert n == 50_000
+  reference = shift + sum_1 / n, (sum_2 - np.outer(sum_1, sum_1) / n) / (n - 1)
+  return metrics.mean_and_covariance(moments), reference
+
+
+def test_streamed_statistics_of_50000_offset_vectors_match_float64_numpy(streamed_statistics):
+  (mu, sigma), (want_mu, want_sigma) = streamed_statistics
+  mu_error = np.abs(mu - want_mu).max() / np.abs(want_mu).max()
+  sigma_error = np.abs(sigma - want_sigma).max() / np.abs(want_sigma).max()
+  print(f"relative error: mu {mu_error:.2g}, sigma {sigma_error:.2g}")
+  assert mu_error < 1e-12 and sigma_error < 1e-10
+
+
+@pytest.mark.slow  # two 2048-d eigendecompositions per distance
+def test_fid_from_streamed_statistics_matches_float64_numpy(streamed_statistics):
+  (mu, sigma), (want_mu, want_sigma) = streamed_statistics
+  other_mu, other_sigma = want_mu + 0.1, np.diag(np.diag(want_sigma))
+  want = metrics.frechet_distance(want_mu, want_sigma, other_mu, other_sigma)
+  assert metrics.frechet_distance(mu, sigma, other_mu, other_sigma) == pytest.approx(want, rel=1e-9)
+
+
+def _valid_statistics(d: int = 16) -> tuple[np.ndarray, np.ndarray]:
+  return metrics.feature_statistics(_features(10, n=8, d=d))  # singular: 8 samples, 16-d
+
+
+def _with_nan(sigma: np.ndarray) -> np.ndarray:
+  sigma = sigma.copy()
+  sigma[2, 3] = np.nan
+  return sigma
+
+
+def _asymmetric(sigma: np.ndarray) -> np.ndarray:
+  sigma = sigma.copy()
+  sigma[0, 1] += 0.01 * np.abs(sigma).max()
+  return sigma
+
+
+_MU, _SIGMA = _valid_statistics()
+
+
+@pytest.mark.parametrize("mu, sigma, dim, error", [
+    (np.zeros(1), np.eye(1), 2048, "statistics of 1-d features, expected 2048-d"),
+    (np.float64(0.5), np.eye(1), None, r"mu should be a vector \(D,\), got shape \(\)"),
+    (_MU, -np.eye(16), None, "sigma is not a covariance: its smallest eigenvalue is -1 "
+                             r"\(largest -1\), expected >= 0"),
+    (_MU, _with_nan(_SIGMA), 16, "sigma holds 1 NaN or infinite values"),
+    (_MU, _asymmetric(_SIGMA), 16, r"sigma is not symmetric \(entries differ from their "
+                                   r"transposes by up to .*, its largest is .*\)"),
+    (_MU, _SIGMA[:15, :15], None, r"sigma should be \(16, 16\) to match mu, got shape \(15, 15\)"),
+    (np.array(["a", "b"]), _SIGMA, None, "mu and sigma should be arrays of numbers"),
+])
+def test_damaged_statistics_are_one_line_errors_naming_their_file(mu, sigma, dim, error):
+  with pytest.raises(ValueError, match=rf"^stats/b\.npz: {error}$"):
+    metrics.check_statistics(mu, sigma, "stats/b.npz", dim=dim)
+
+
+def test_statistics_of_real_features_pass_even_rounded_to_float32():
+  """A singular covariance (fewer samples than dimensions) saved in float32: its zero
+  eigenvalues come back as rounding noise of either sign, which is no damage."""
+  mu, sigma = metrics.feature_statistics(_features(11, n=100, d=512, shift=1e3))
+  metrics.check_statistics(mu, sigma, "stats.npz", dim=512)
+  metrics.check_statistics(mu.astype(np.float32), sigma.astype(np.float32), "stats.npz")
+  assert np.linalg.eigvalsh(sigma.astype(np.float32).astype(np.float64))[0] < 0
+
+
+def test_a_covariance_of_one_vector_is_an_error_not_nan():
+  with pytest.raises(ValueError, match="^a covariance needs at least 2 feature vectors, got 1$"):
+    metrics.feature_statistics(np.ones((1, 4)))
+  with pytest.raises(ValueError, match="^cannot merge moments of 4-d and 3-d features$"):
+    metrics.merge_moments(metrics.feature_moments(np.ones((2, 4))),
+                          metrics.feature_moments(np.ones((2, 3))))

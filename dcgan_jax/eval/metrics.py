@@ -17,10 +17,88 @@ class Estimate(NamedTuple):
   std: float
 
 
+class Moments(NamedTuple):
+  """What the mean and covariance of a set of feature rows are computed from, float64."""
+
+  count: int
+  mean: np.ndarray  # (D,)
+  centred_m2: np.ndarray  # (D, D): the sum of (x - mean)(x - mean)^T over the rows
+
+
+def feature_moments(features_ND: np.ndarray) -> Moments:
+  """The moments of one batch of (N, D) features."""
+  features_ND = np.asarray(features_ND, np.float64)
+  if features_ND.ndim != 2:
+    raise ValueError(f"features should be (N, D), got shape {features_ND.shape}")
+  mean = features_ND.mean(axis=0) if len(features_ND) else np.zeros(features_ND.shape[1])
+  centred = features_ND - mean
+  return Moments(len(features_ND), mean, centred.T @ centred)
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+  """The moments of two sets together (Chan, Golub and LeVeque's pairwise update).
+
+  Only centred quantities are added, so features sharing a large offset lose nothing to
+  the cancellation of E[x x^T] - E[x] E[x]^T; a large set is fed batch by batch and
+  never held at once.
+  """
+  if a.mean.shape != b.mean.shape:
+    raise ValueError(f"cannot merge moments of {len(a.mean)}-d and {len(b.mean)}-d features")
+  if not a.count or not b.count:
+    return a if b.count == 0 else b
+  count = a.count + b.count
+  delta = b.mean - a.mean
+  return Moments(count, a.mean + delta * (b.count / count),
+                 a.centred_m2 + b.centred_m2 + np.outer(delta, delta * (a.count * b.count / count)))
+
+
+def mean_and_covariance(moments: Moments) -> tuple[np.ndarray, np.ndarray]:
+  """Mean (D,) and unbiased covariance (D, D), as np.mean and np.cov give them."""
+  if moments.count < 2:
+    raise ValueError(f"a covariance needs at least 2 feature vectors, got {moments.count}")
+  return moments.mean, moments.centred_m2 / (moments.count - 1)
+
+
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """(N, D) features -> mean (D,) and unbiased covariance (D, D), float64."""
-  features = np.asarray(features, np.float64)
-  return features.mean(axis=0), np.cov(features, rowvar=False)
+  return mean_and_covariance(feature_moments(features))
+
+
+# Relative to sigma's largest entry (symmetry) and eigenvalue (definiteness): statistics
+# saved in float32 round each entry at ~1e-7, and a singular covariance's zero eigenvalues
+# then spread by up to ~sqrt(D) times that.
+_STATISTICS_TOLERANCE = 1e-4
+
+
+def check_statistics(mu: np.ndarray, sigma: np.ndarray, source: str,
+                     dim: int | None = None) -> None:
+  """Raises a one-line ValueError naming `source` unless mu (D,) and sigma (D, D) can be
+  a mean and covariance of D-d features (D = `dim` when given): finite, sigma symmetric
+  and positive semi-definite within rounding."""
+  try:
+    mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+  except (TypeError, ValueError):
+    raise ValueError(f"{source}: mu and sigma should be arrays of numbers") from None
+  if mu.ndim != 1:
+    raise ValueError(f"{source}: mu should be a vector (D,), got shape {mu.shape}")
+  if sigma.shape != (len(mu), len(mu)):
+    raise ValueError(f"{source}: sigma should be ({len(mu)}, {len(mu)}) to match mu, "
+                     f"got shape {sigma.shape}")
+  if dim is not None and len(mu) != dim:
+    raise ValueError(f"{source}: statistics of {len(mu)}-d features, expected {dim}-d")
+  for name, value in (("mu", mu), ("sigma", sigma)):
+    if not np.isfinite(value).all():
+      raise ValueError(f"{source}: {name} holds {np.sum(~np.isfinite(value))} NaN or "
+                       f"infinite values")
+  scale = np.abs(sigma).max(initial=0.0)
+  asymmetry = np.abs(sigma - sigma.T).max(initial=0.0)
+  if asymmetry > _STATISTICS_TOLERANCE * scale:
+    raise ValueError(f"{source}: sigma is not symmetric (entries differ from their "
+                     f"transposes by up to {asymmetry:.3g}, its largest is {scale:.3g})")
+  eigenvalues = np.linalg.eigvalsh((sigma + sigma.T) / 2)
+  if len(eigenvalues) and eigenvalues[0] < -_STATISTICS_TOLERANCE * max(eigenvalues[-1], 0.0):
+    raise ValueError(f"{source}: sigma is not a covariance: its smallest eigenvalue is "
+                     f"{eigenvalues[0]:.3g} (largest {eigenvalues[-1]:.3g}), expected >= 0")
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
