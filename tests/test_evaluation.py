@@ -1,11 +1,16 @@
 """Evaluation in training and on demand: what is logged, kept and printed."""
 
 import json
+import re
 
+import numpy as np
 import pytest
 
+from dcgan_jax import files
+from dcgan_jax.data import sources
+from dcgan_jax.eval import evaluator, inception
 from tests.cli import run_module
-from tests.runs import train_tiny
+from tests.runs import tiny_config, train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +72,47 @@ def test_evaluate_cli_by_default_scores_as_training_did(evaluated_run):
   assert {k: v for k, v in printed.items() if k.startswith("swd")} == {
       k[len("eval_"):]: v for k, v in logged.items() if k.startswith("eval_")}
   assert "scoring step 4 on " in result.stderr
+
+
+def test_reference_statistics_are_keyed_by_the_weights_content_not_their_name(tmp_path):
+  data = tiny_config().data
+  weights = {}
+  for folder, content in (("a", b"some weights"), ("b", b"other weights"), ("c", b"some weights")):
+    weights[folder] = tmp_path / folder / inception.WEIGHTS_FILE
+    weights[folder].parent.mkdir()
+    weights[folder].write_bytes(content)
+  keys = {folder: evaluator.reference_cache_key(data, 0, 0, path) for folder, path in weights.items()}
+  assert keys["a"] != keys["b"] and keys["a"] == keys["c"]
+  weights["c"].write_bytes(b"weights replaced in place")
+  assert evaluator.reference_cache_key(data, 0, 0, weights["c"]) != keys["c"]
+
+
+def _pixel_features(variables, images_BHWC):
+  """Stands in for Inception: 2048 of a 32 px image's values, around a large offset."""
+  del variables
+  return {"pool3": 1e3 + images_BHWC.reshape(len(images_BHWC), -1)[:, :inception.POOL3_DIM]
+          .astype(np.float32)}
+
+
+def test_reference_statistics_stream_their_chunks_and_refuse_a_damaged_cache(tmp_path,
+                                                                          monkeypatch):
+  monkeypatch.setattr(inception, "inception_features", _pixel_features)
+  monkeypatch.setattr(evaluator, "_READ_CHUNK", 7)  # 30 images: chunks of 7, 7, 7, 7 and 2
+  source = sources.create_source(tiny_config({"data.resolution": 32}).data, 0)
+  cache = tmp_path / "stats.npz"
+  mu, sigma = evaluator.reference_statistics(source, {}, cache, 30, seed=3)
+  features = _pixel_features(None, sources.read_images(
+      source, sources.sample_indices(len(source), 30, np.random.default_rng(3))))["pool3"]
+  features = features.astype(np.float64)
+  np.testing.assert_allclose(mu, features.mean(axis=0), rtol=1e-12)
+  np.testing.assert_allclose(sigma, np.cov(features, rowvar=False), rtol=1e-9, atol=1e-9)
+  cached_mu, cached_sigma = evaluator.reference_statistics(source, {}, cache, 30, seed=3)
+  assert np.array_equal(cached_mu, mu) and np.array_equal(cached_sigma, sigma)
+
+  cache.write_bytes(b"half a file")
+  with pytest.raises(ValueError, match=rf"^{re.escape(str(cache))}: not readable as saved statistics \(.*\); "
+                                       r"delete it to compute them again$"):
+    evaluator.reference_statistics(source, {}, cache, 30, seed=3)
+  files.write_npz(cache, mu=np.zeros(1), sigma=np.eye(1))
+  with pytest.raises(ValueError, match=rf"^{re.escape(str(cache))}: statistics of 1-d features, expected 2048-d$"):
+    evaluator.reference_statistics(source, {}, cache, 30, seed=3)

@@ -264,11 +264,31 @@ def test_weights_found_in_cache_or_reported_missing_with_hint(tmp_path, monkeypa
     inception.find_inception_weights(str(tmp_path / "nowhere.pth"))
 
   cache.mkdir()
-  (cache / inception.WEIGHTS_FILE).write_bytes(b"")
-  assert inception.find_inception_weights(None) == cache / inception.WEIGHTS_FILE
+  cached = cache / inception.WEIGHTS_FILE
+  cached.write_bytes(b"")
+  # Only the released file's sha256 starts with the name's prefix: let the empty file's do.
+  monkeypatch.setattr(inception, "sha256_prefix_in_name", lambda name: _sha256(cached)[:8])
+  assert inception.find_inception_weights(None) == cached
   explicit = tmp_path / "mine.pth"
   explicit.write_bytes(b"")
   assert inception.find_inception_weights(str(explicit)) == Path(explicit)
+
+
+def test_cached_weights_whose_hash_is_not_their_names_are_refused_in_one_line(tmp_path,
+                                                                              monkeypatch):
+  monkeypatch.setenv("DCGAN_JAX_CACHE", str(tmp_path / "cache"))
+  cached = tmp_path / "cache" / inception.WEIGHTS_FILE
+  cached.parent.mkdir()
+  cached.write_bytes(b"other weights under the released file's name")
+  with pytest.raises(ValueError) as refused:
+    inception.find_inception_weights(None)
+  assert str(refused.value) == (
+      f"{cached}: its sha256 {_sha256(cached)[:16]}... does not start with 6726825d as its name "
+      f"says; delete it or run python -m experiments.download_weights")
+  with pytest.raises(ValueError, match="6726825d"):
+    inception.find_or_download_inception_weights()
+  # A path the user gives may have any name and any content.
+  assert inception.find_inception_weights(str(cached)) == cached
 
 
 @pytest.fixture
@@ -337,8 +357,8 @@ def test_evaluation_downloads_the_weights_on_first_use_unless_offline(reference,
   monkeypatch.setenv("HOME", str(tmp_path / "home"))
   monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
   monkeypatch.setattr(inception, "WEIGHTS_URL", f"{base}/{inception.WEIGHTS_FILE}")
-  monkeypatch.setattr(inception, "sha256_prefix_in_name",
-                      lambda name: _sha256(folder / inception.WEIGHTS_FILE)[:8])
+  served_prefix = _sha256(folder / inception.WEIGHTS_FILE)[:8]
+  monkeypatch.setattr(inception, "sha256_prefix_in_name", lambda name: served_prefix)
   assert inception.find_or_download_inception_weights(download=False) == (
       None, inception.weights_hint())
   monkeypatch.setenv(inception.OFFLINE_ENV, "1")

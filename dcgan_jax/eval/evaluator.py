@@ -7,8 +7,10 @@ run's seed (for SWD and KID), and, for FID, the Inception statistics of the whol
 data and keyed by what they were computed from.
 """
 
+import functools
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import ml_collections
@@ -31,8 +33,9 @@ def cache_dir(config: ml_collections.ConfigDict, workdir: Path) -> Path:
 
 
 def reference_cache_key(data_config: ml_collections.ConfigDict, seed: int,
-                        reference_num_images: int) -> str:
-  """What the reference statistics depend on, as a short hash."""
+                        reference_num_images: int, weights: Path) -> str:
+  """What the reference statistics depend on, as a short hash: the data and the weights
+  by their content, so other weights under the same file name are not mistaken for them."""
   if data_config.source == "celeba":
     from dcgan_jax.data import shards  # pylint: disable=g-import-not-at-top
     metadata = shards.load_metadata(data_config.dir)
@@ -40,23 +43,35 @@ def reference_cache_key(data_config: ml_collections.ConfigDict, seed: int,
                 data_config.split]
   else:
     identity = [data_config.source, data_config.num_images, data_config.resolution, seed]
-  identity += [reference_num_images, inception.WEIGHTS_FILE]
+  identity += [reference_num_images, inception.weights_sha256(weights)]
   return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
 def reference_statistics(source: sources.Source, variables: dict, cache_path: Path,
                          num_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """Mean and covariance of pool3 over the real images, read from `cache_path` if there."""
+  """Mean and covariance of pool3 over the real images, read from `cache_path` if there.
+
+  The features are merged into float64 moments a chunk at a time, never all held. A
+  cached file that does not hold a 2048-d mean and a covariance is a one-line error
+  naming it rather than recomputed over: the cache is shared by runs, written whole
+  (`files.write_npz`), and keyed by content, so a bad one is a fault to see, not a race.
+  """
   if cache_path.is_file():
-    with np.load(cache_path) as cached:
-      return cached["mu"], cached["sigma"]
+    try:
+      with np.load(cache_path) as cached:
+        mu, sigma = cached["mu"], cached["sigma"]
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
+      raise ValueError(f"{cache_path}: not readable as saved statistics ({error}); delete "
+                       f"it to compute them again") from None
+    metrics.check_statistics(mu, sigma, str(cache_path), dim=inception.POOL3_DIM)
+    return mu, sigma
   count = len(source) if num_images <= 0 else min(num_images, len(source))
   order = _seeded_indices(len(source), count, seed)
-  features = np.concatenate([
-      inception.inception_features(
-          variables, sources.read_images(source, order[i:i + _READ_CHUNK]))["pool3"]
-      for i in range(0, count, _READ_CHUNK)])
-  mu, sigma = metrics.feature_statistics(features)
+  moments = functools.reduce(metrics.merge_moments, (
+      metrics.feature_moments(inception.inception_features(
+          variables, sources.read_images(source, order[i:i + _READ_CHUNK]))["pool3"])
+      for i in range(0, count, _READ_CHUNK)))
+  mu, sigma = metrics.mean_and_covariance(moments)
   cache_path.parent.mkdir(parents=True, exist_ok=True)
   files.write_npz(cache_path, mu=mu, sigma=sigma)
   return mu, sigma
@@ -78,7 +93,7 @@ class Evaluator:
     self.inception_variables = None if weights is None else inception.load_inception_params(weights)
     if self.inception_variables is not None:
       reference_num_images = config.eval.reference_num_images
-      key = reference_cache_key(config.data, config.seed, reference_num_images)
+      key = reference_cache_key(config.data, config.seed, reference_num_images, weights)
       cache = cache_dir / f"inception_stats_{config.data.split}_{key}.npz"
       self.real_mu, self.real_sigma = reference_statistics(
           self.source, self.inception_variables, cache, reference_num_images, config.seed)

@@ -260,7 +260,8 @@ def find_inception_weights(explicit_path: str | None = None) -> Path | None:
   """The weights file: `explicit_path` if given, else the first cached copy, else None.
 
   A given path that does not exist raises FileNotFoundError rather than silently
-  disabling the metrics.
+  disabling the metrics. A cached copy whose sha256 does not start with the prefix in its
+  name is a one-line ValueError; a given path may have any name and is not checked.
   """
   if explicit_path is not None:
     path = Path(explicit_path).expanduser()
@@ -269,8 +270,38 @@ def find_inception_weights(explicit_path: str | None = None) -> Path | None:
     return path
   for directory in _cache_dirs():
     if (directory / WEIGHTS_FILE).is_file():
+      _check_cached_weights(directory / WEIGHTS_FILE)
       return directory / WEIGHTS_FILE
   return None
+
+
+@functools.lru_cache
+def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
+  del size, mtime_ns  # part of the cache key: a rewritten file is hashed again
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    while chunk := f.read(1 << 20):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+  """The sha256 of a weights file's content, read once per process while the file keeps
+  its size and modification time."""
+  path = Path(path).resolve()
+  stat = path.stat()
+  return _sha256_of(path, stat.st_size, stat.st_mtime_ns)
+
+
+def _check_cached_weights(path: Path) -> None:
+  """A cached copy is found by its name alone, so its content must be the one the sha256
+  prefix in that name promises: not a truncated download, nor other weights saved under
+  the released file's name."""
+  prefix = sha256_prefix_in_name(path.name)
+  digest = weights_sha256(path)
+  if not digest.startswith(prefix):
+    raise ValueError(f"{path}: its sha256 {digest[:16]}... does not start with {prefix} as its "
+                     f"name says; delete it or run python -m experiments.download_weights")
 
 
 def weights_hint() -> str:
