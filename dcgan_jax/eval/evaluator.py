@@ -88,6 +88,7 @@ class Evaluator:
     self.num_samples = len(indices)
     self.real_images = sources.read_images(self.source, indices)
     self.seed = config.seed
+    self._swd_cache: tuple[swd.Plan, list[swd.Sketch]] | None = None
     weights, self.unavailable_reason = inception.find_or_download_inception_weights(
         inception_weights or None, download=download_weights)
     self.inception_variables = None if weights is None else inception.load_inception_params(weights)
@@ -100,6 +101,17 @@ class Evaluator:
       self.real_pool3 = inception.inception_features(self.inception_variables,
                                                      self.real_images)["pool3"]
 
+  def _swd_reference(self, resolution: int) -> tuple[swd.Plan, list[swd.Sketch]]:
+    """The SWD plan and the real images' sketches at `resolution`, made once per
+    resolution (one kept: a growing run only moves up)."""
+    if self._swd_cache is None or self._swd_cache[0].resolutions[0] != resolution:
+      # Below 16 px (a growing run's first stages): one level, patches that fit the image.
+      plan = swd.make_plan(self.num_samples, resolution, seed=self.seed,
+                           patch_size=min(7, resolution - 1), min_resolution=min(16, resolution))
+      real_images = growth.box_filtered(self.real_images, resolution)
+      self._swd_cache = plan, swd.sketch(real_images, plan)
+    return self._swd_cache
+
   def __call__(self, fake_images: np.ndarray) -> dict[str, float]:
     """Scores at the generated images' resolution. Below the data's (a growing run's
     early stages) the real images are box-filtered to it and only SWD is computed, since
@@ -107,14 +119,11 @@ class Evaluator:
     if len(fake_images) != self.num_samples:
       raise ValueError(f"expected {self.num_samples} generated images, got {len(fake_images)}")
     resolution = fake_images.shape[1]
-    real_images = growth.box_filtered(self.real_images, resolution)
-    # Below 16 px (a growing run's first stages): one level, patches that fit the image.
-    result = swd.sliced_wasserstein_distance(real_images, fake_images, seed=self.seed,
-                                             patch_size=min(7, resolution - 1),
-                                             min_resolution=min(16, resolution))
+    plan, real_sketches = self._swd_reference(resolution)
+    result = swd.distance(real_sketches, swd.sketch(fake_images, plan), plan)
     scores = {"swd": result["mean"]}
     scores |= {f"swd_{r}px": v for r, v in zip(result["resolutions"], result["per_level"])}
-    if self.inception_variables is None or real_images is not self.real_images:
+    if self.inception_variables is None or resolution != self.real_images.shape[1]:
       return scores
     features = inception.inception_features(self.inception_variables, fake_images)
     mu, sigma = metrics.feature_statistics(features["pool3"])
