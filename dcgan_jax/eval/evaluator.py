@@ -107,7 +107,8 @@ class Evaluator:
     if self._swd_cache is None or self._swd_cache[0].resolutions[0] != resolution:
       # Below 16 px (a growing run's first stages): one level, patches that fit the image.
       plan = swd.make_plan(self.num_samples, resolution, seed=self.seed,
-                           patch_size=min(7, resolution - 1), min_resolution=min(16, resolution))
+                           patch_size=min(7, resolution - 1),
+                           min_resolution=min(swd.MIN_RESOLUTION, resolution))
       real_images = growth.box_filtered(self.real_images, resolution)
       self._swd_cache = plan, swd.sketch(real_images, plan)
     return self._swd_cache

@@ -2,12 +2,18 @@
 
 A set is a folder of images (searched recursively), a prepared shards directory, or an
 `.npz` of Inception statistics in pytorch-fid's layout (`mu`, `sigma`), so statistics
-move between the two tools. FID, KID and IS use pytorch-fid's Inception (each image
-resized to 299 inside the network, as pytorch-fid does); SWD compares the sets at one
-square power-of-two size, the largest both allow, each image resized to it.
+move between the two tools. A folder's images are prepared exactly as training data is
+(`celeba_prepare.crop_and_resize`: centre square crop of `crop` pixels, Lanczos resize to
+`resolution`), so a raw CelebA folder scores as the shards prepared from it would; a
+shards directory sets both for the other set. FID, KID and IS use pytorch-fid's
+Inception (each prepared image resized to 299 inside the network); SWD compares the
+prepared images. Memory: the prepared uint8 images, the pool3 features KID needs, and
+SWD's bounded sketches; FID's statistics are merged batch by batch.
 """
 
 import dataclasses
+import functools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,49 +24,95 @@ from dcgan_jax.data import celeba_prepare, sources
 from dcgan_jax.eval import inception, metrics, swd
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-MIN_SWD_RESOLUTION = 16
+METRICS = ("swd", "fid", "kid", "is")
+INCEPTION_METRICS = ("fid", "kid", "is")
+# A file declaring more pixels is skipped before it is decoded (8 bytes a pixel or more
+# while decoding): a small PNG can declare a picture of many gigabytes.
+MAX_IMAGE_PIXELS = 40_000_000
+_INCEPTION_BATCH = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Preparation:
+  """How a folder's images become a set: as `prepare_celeba --crop --resolution`."""
+
+  crop: int
+  resolution: int
 
 
 @dataclasses.dataclass
 class ImageSet:
-  """Images (uint8 HWC, sizes may differ), or only their Inception statistics."""
+  """Prepared uint8 (N, R, R, 3) images, or only their Inception statistics."""
 
   path: Path
-  images: list[np.ndarray] | None = None
+  images: np.ndarray | None = None
   mu: np.ndarray | None = None
   sigma: np.ndarray | None = None
+  skipped: list[str] = dataclasses.field(default_factory=list)
+
+  @property
+  def size(self) -> int | None:
+    return None if self.images is None else len(self.images)
+
+
+def is_shards(path: Path) -> bool:
+  return (Path(path) / "metadata.json").is_file()
+
+
+def shards_preparation(path: Path) -> Preparation:
+  """The crop and resolution a prepared shards directory was written with."""
+  from dcgan_jax.data import shards  # pylint: disable=g-import-not-at-top  (grain)
+  metadata = shards.load_metadata(path)
+  return Preparation(crop=metadata["crop"], resolution=metadata["resolution"])
 
 
 def _image_files(folder: Path) -> list[Path]:
   return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _read_image(path: Path) -> np.ndarray:
+def prepared_image(path: Path, preparation: Preparation) -> np.ndarray:
+  """One file as training data is prepared; ValueError (naming the file) if it cannot be."""
   try:
     with Image.open(path) as image:
-      return np.asarray(celeba_prepare.to_rgb(image))
-  except (OSError, ValueError) as error:
-    raise ValueError(f"{path} cannot be read as an image: {error}") from None
+      width, height = image.size
+      if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"it declares {width}x{height} pixels, more than "
+                         f"{MAX_IMAGE_PIXELS:,}")
+      image.load()
+      return celeba_prepare.crop_and_resize(celeba_prepare.to_rgb(image), preparation.crop,
+                                            preparation.resolution)
+  except (OSError, ValueError, Image.DecompressionBombError) as error:
+    raise ValueError(f"{path}: {error}") from None
 
 
-def load_image_set(path: str | Path, *, split: str = "train", num: int | None = None,
-                   seed: int = 0) -> ImageSet:
-  """The set at `path`; with `num`, that many of its images, chosen by `seed`."""
+def _load_statistics(path: Path) -> ImageSet:
+  try:
+    with np.load(path) as stats:
+      mu, sigma = stats["mu"], stats["sigma"]
+  except (OSError, KeyError, ValueError, EOFError) as error:
+    raise ValueError(f"{path} is not an .npz of Inception statistics with mu and sigma: "
+                     f"{error}") from None
+  metrics.check_statistics(mu, sigma, str(path), dim=inception.POOL3_DIM)
+  return ImageSet(path, mu=mu, sigma=sigma)
+
+
+def load_image_set(path: str | Path, preparation: Preparation, *, split: str = "train",
+                   num: int | None = None, seed: int = 0) -> ImageSet:
+  """The set at `path`; with `num`, that many of its images, chosen by `seed`. Folder
+  images that cannot be read, or declare too many pixels, are skipped (`skipped` lists
+  each with the reason)."""
   path = Path(path)
   rng = np.random.default_rng(seed)
   if path.suffix == ".npz":
-    try:
-      with np.load(path) as stats:
-        return ImageSet(path, mu=stats["mu"], sigma=stats["sigma"])
-    except (OSError, KeyError, ValueError) as error:
-      raise ValueError(f"{path} is not an .npz of Inception statistics with mu and sigma: "
-                       f"{error}") from None
-  if (path / "metadata.json").exists():
-    # grain's ArrayRecord reader is imported only when shards are read.
+    return _load_statistics(path)
+  if is_shards(path):
+    if shards_preparation(path) != preparation:
+      raise ValueError(f"{path} holds images prepared with {shards_preparation(path)}, but "
+                       f"the other set needs {preparation}; pass matching --crop/--resolution")
     from dcgan_jax.data import shards  # pylint: disable=g-import-not-at-top
     source = shards.PreparedImages(path, split)
     indices = sources.sample_indices(len(source), num or len(source), rng)
-    return ImageSet(path, images=list(sources.read_images(source, indices)))
+    return ImageSet(path, images=sources.read_images(source, indices))
   if not path.is_dir():
     raise ValueError(f"{path} is neither a folder of images, a prepared shards directory nor "
                      f"an .npz of statistics")
@@ -68,70 +120,81 @@ def load_image_set(path: str | Path, *, split: str = "train", num: int | None = 
   if not image_files:
     raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
   chosen = sources.sample_indices(len(image_files), num or len(image_files), rng)
-  return ImageSet(path, images=[_read_image(image_files[i]) for i in chosen])
+  size = preparation.resolution
+  images = np.zeros((len(chosen), size, size, 3), np.uint8)
+  count, skipped = 0, []
+  for i in chosen:
+    try:
+      images[count] = prepared_image(image_files[i], preparation)
+      count += 1
+    except ValueError as error:
+      skipped.append(str(error))
+  return ImageSet(path, images=images[:count], skipped=skipped)
 
 
-def inception_outputs(variables: dict, images: list[np.ndarray]) -> dict[str, np.ndarray]:
-  """`inception.inception_features` of images of any sizes, in their order: each size is
-  run as its own batch, since the network resizes a batch to 299 at once."""
-  by_shape: dict[tuple[int, ...], list[int]] = {}
-  for i, image in enumerate(images):
-    by_shape.setdefault(image.shape, []).append(i)
-  outputs: dict[str, np.ndarray] = {}
-  for indices in by_shape.values():
-    # Batches of at most 100, but no padding of a small set up to 100.
-    features = inception.inception_features(variables, np.stack([images[i] for i in indices]),
-                                            batch_size=min(100, len(indices)))
-    for key, value in features.items():
-      outputs.setdefault(key, np.zeros((len(images), value.shape[1]), np.float32))[indices] = value
-  return outputs
+def _inception_batches(variables: dict, images: np.ndarray):
+  """Inception outputs of `images`, a batch at a time (no padding of a small set)."""
+  batch_size = min(_INCEPTION_BATCH, len(images))
+  for start in range(0, len(images), batch_size):
+    yield inception.inception_features(variables, images[start:start + batch_size],
+                                       batch_size=batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class _InceptionSide:
+  mu: np.ndarray
+  sigma: np.ndarray
+  pool3: np.ndarray | None  # for KID
+  logits_unbiased: np.ndarray | None  # for IS
+
+
+def _inception_side(image_set: ImageSet, variables: dict, *, keep_pool3: bool,
+                    keep_logits: bool) -> _InceptionSide:
+  """Statistics merged batch by batch; features kept only where a metric needs them all."""
+  if image_set.images is None:
+    return _InceptionSide(image_set.mu, image_set.sigma, None, None)
+  moments, pool3, logits = [], [], []
+  for outputs in _inception_batches(variables, image_set.images):
+    moments.append(metrics.feature_moments(outputs["pool3"]))
+    if keep_pool3:
+      pool3.append(outputs["pool3"])
+    if keep_logits:
+      logits.append(outputs["logits_unbiased"])
+  mu, sigma = metrics.mean_and_covariance(functools.reduce(metrics.merge_moments, moments))
+  return _InceptionSide(mu, sigma, np.concatenate(pool3) if keep_pool3 else None,
+                        np.concatenate(logits) if keep_logits else None)
 
 
 def statistics(image_set: ImageSet, variables: dict) -> tuple[np.ndarray, np.ndarray]:
   """The set's Inception mean and covariance: computed, or as saved."""
-  if image_set.mu is not None:
-    return image_set.mu, image_set.sigma
-  return metrics.feature_statistics(inception_outputs(variables, image_set.images)["pool3"])
+  side = _inception_side(image_set, variables, keep_pool3=False, keep_logits=False)
+  return side.mu, side.sigma
 
 
-def _square(image: np.ndarray, size: int) -> np.ndarray:
-  if image.shape[:2] == (size, size):
-    return image
-  return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
-
-
-def swd_resolution(*image_sets: ImageSet) -> int:
-  """The largest power of two no larger than any image's shorter side."""
-  smallest = min(min(image.shape[:2]) for s in image_sets for image in s.images)
-  if smallest < MIN_SWD_RESOLUTION:
-    raise ValueError(f"SWD needs images of at least {MIN_SWD_RESOLUTION} px, got {smallest}")
-  return 2 ** int(np.log2(smallest))
-
-
-def score(set1: ImageSet, set2: ImageSet, variables: dict | None, *, seed: int = 0
-          ) -> dict[str, float]:
-  """SWD when both sets have images (the same number of each); with Inception `variables`
-  also FID, KID (both sets' images) and IS (set 1's)."""
+def score(set1: ImageSet, set2: ImageSet, variables: dict | None, *, seed: int = 0,
+          wanted: tuple[str, ...] = METRICS) -> dict[str, float]:
+  """The `wanted` metrics both sets allow: SWD when both have images; with Inception
+  `variables` also FID, KID (both sets' images) and IS (set 1's)."""
   scores: dict[str, float] = {}
-  if set1.images is not None and set2.images is not None:
-    count = min(len(set1.images), len(set2.images))
-    size = swd_resolution(set1, set2)
-    a, b = (np.stack([_square(image, size) for image in s.images[:count]]) for s in (set1, set2))
-    result = swd.sliced_wasserstein_distance(a, b, seed=seed)
+  both_images = set1.images is not None and set2.images is not None
+  if "swd" in wanted and both_images:
+    resolution = set1.images.shape[1]
+    plan = swd.make_plan(max(set1.size, set2.size), resolution, seed=seed)
+    result = swd.distance(swd.sketch(set1.images, plan), swd.sketch(set2.images, plan), plan)
     scores["swd"] = result["mean"]
     scores |= {f"swd_{r}px": v for r, v in zip(result["resolutions"], result["per_level"])}
-  if variables is None:
+  if variables is None or not set(wanted) & set(INCEPTION_METRICS):
     return scores
-  outputs = [None if s.images is None else inception_outputs(variables, s.images)
-             for s in (set1, set2)]
-  stats = [(s.mu, s.sigma) if out is None else metrics.feature_statistics(out["pool3"])
-           for s, out in zip((set1, set2), outputs)]
-  scores["fid"] = metrics.frechet_distance(*stats[0], *stats[1])
-  if outputs[0] is not None and outputs[1] is not None:
-    kid = metrics.kernel_inception_distance(outputs[0]["pool3"], outputs[1]["pool3"], seed=seed)
-    scores |= {"kid": kid.mean, "kid_std": kid.std}
-  if outputs[0] is not None:
-    inception_score = metrics.inception_score(outputs[0]["logits_unbiased"])
+  kid = "kid" in wanted and both_images
+  side1 = _inception_side(set1, variables, keep_pool3=kid, keep_logits="is" in wanted)
+  side2 = _inception_side(set2, variables, keep_pool3=kid, keep_logits=False)
+  if "fid" in wanted:
+    scores["fid"] = metrics.frechet_distance(side1.mu, side1.sigma, side2.mu, side2.sigma)
+  if kid:
+    estimate = metrics.kernel_inception_distance(side1.pool3, side2.pool3, seed=seed)
+    scores |= {"kid": estimate.mean, "kid_std": estimate.std}
+  if side1.logits_unbiased is not None:
+    inception_score = metrics.inception_score(side1.logits_unbiased)
     scores |= {"is": inception_score.mean, "is_std": inception_score.std}
   return scores
 
@@ -139,3 +202,9 @@ def score(set1: ImageSet, set2: ImageSet, variables: dict | None, *, seed: int =
 def save_statistics(path: Path, mu: np.ndarray, sigma: np.ndarray) -> None:
   """pytorch-fid's .npz layout: `mu` and `sigma`."""
   files.write_npz(path, mu=mu, sigma=sigma)
+
+
+def report_skipped(image_set: ImageSet) -> None:
+  """One line on stderr per skipped file."""
+  for line in image_set.skipped:
+    print(f"skipped {line}", file=sys.stderr)

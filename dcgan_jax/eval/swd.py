@@ -31,6 +31,7 @@ from collections.abc import Iterator
 import numpy as np
 
 _IMAGES_PER_CHUNK = 128
+MIN_RESOLUTION = 16  # the coarsest level of ProGAN's pyramid
 # Normalised descriptors projected on unit directions have unit variance on average, and
 # heavy tails at the fine levels (a sharp edge among flat patches). Bin edges are evenly
 # spaced in asinh(x): about 0.0015 wide near 0, 0.05 at |x| = 32; beyond +-RANGE the two
@@ -89,7 +90,7 @@ def _patches(level_BHWC: np.ndarray, centres_BP2: np.ndarray, patch_size: int) -
   cols = centres_BP2[:, :, 1, None, None] + offsets[None, :]
   return level_BHWC[image, rows, cols].reshape(-1, patch_size, patch_size, level_BHWC.shape[-1])
 
-def pyramid_resolutions(resolution: int, min_resolution: int = 16) -> list[int]:
+def pyramid_resolutions(resolution: int, min_resolution: int = MIN_RESOLUTION) -> list[int]:
   """Level sizes from `resolution` halving down to `min_resolution`; each must halve evenly."""
   resolutions = [resolution]
   while resolutions[-1] // 2 >= min_resolution:
@@ -116,7 +117,8 @@ class Plan:
 
 def make_plan(num_images: int, resolution: int, *, seed: int = 0, channels: int = 3,
               patches_per_image: int = 128, patch_size: int = 7, projection_repeats: int = 4,
-              projections_per_repeat: int = 128, min_resolution: int = 16) -> Plan:
+              projections_per_repeat: int = 128,
+              min_resolution: int = MIN_RESOLUTION) -> Plan:
   """Patch centres for up to `num_images` images per set, and the directions."""
   resolutions = pyramid_resolutions(resolution, min_resolution)
   rng = np.random.default_rng(seed)
