@@ -1,7 +1,7 @@
 """Scores a trained run: SWD, and FID, KID and IS with pytorch-fid's Inception weights.
 
   python -m experiments.evaluate --workdir DIR [--num_samples N] [--step K | --best]
-                                 [--inception_weights PATH]
+                                 [--metrics swd,fid,kid,is] [--inception_weights PATH]
 
 By default it scores exactly as training's evaluations do (their latent noise and
 eval.num_samples), so the two agree for the same step. Prints one JSON object and writes
@@ -16,6 +16,7 @@ from absl import app, flags, logging
 
 from dcgan_jax import files, generate
 from dcgan_jax.eval import evaluator as evaluation
+from dcgan_jax.eval import metrics
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
@@ -25,6 +26,9 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest
 _BEST = flags.DEFINE_bool("best", False, "Score the best checkpoint kept during training.")
 _WEIGHTS = flags.DEFINE_string("inception_weights", None,
                                "pt_inception-2015-12-05-6726825d.pth (default: search the cache).")
+_METRICS = flags.DEFINE_list("metrics", list(metrics.NAMES),
+                             "Scores to compute, of swd, fid, kid, is (those needing Inception "
+                             "weights are skipped without them).")
 _SEED = flags.DEFINE_integer("seed", None, "Seed of the generated images' latent noise "
                              "(default: the noise of training's evaluations).")
 
@@ -35,13 +39,14 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.ERROR)
   workdir = Path(_WORKDIR.value)
   try:
-    if _NUM_SAMPLES.value is not None and _NUM_SAMPLES.value <= 0:
-      raise ValueError(f"--num_samples must be a positive integer, got {_NUM_SAMPLES.value}")
+    if _NUM_SAMPLES.value is not None and _NUM_SAMPLES.value < 2:
+      raise ValueError(f"--num_samples must be at least 2, got {_NUM_SAMPLES.value}")
     run = generate.load_run(workdir, _STEP.value, best=_BEST.value)
     evaluator = evaluation.Evaluator(run.config, evaluation.cache_dir(run.config, workdir),
                                      num_samples=_NUM_SAMPLES.value or run.config.eval.num_samples,
                                      inception_weights=_WEIGHTS.value,
-                                     download_weights=run.config.eval.download_weights)
+                                     download_weights=run.config.eval.download_weights,
+                                     wanted=tuple(_METRICS.value))
   except (ValueError, FileNotFoundError) as error:
     cli.fail(error)
   if evaluator.unavailable_reason:

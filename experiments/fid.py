@@ -20,14 +20,14 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from dcgan_jax.eval import image_sets, inception, swd
+from dcgan_jax.eval import image_sets, inception, metrics, swd
 from experiments import cli
 
 _NUM = flags.DEFINE_integer("num", None, "Use at most this many images of each set "
                             "(chosen by --seed; default: all).")
 _SPLIT = flags.DEFINE_string("split", "train", "Split of a prepared shards directory.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the image choice and of SWD and KID.")
-_METRICS = flags.DEFINE_list("metrics", list(image_sets.METRICS),
+_METRICS = flags.DEFINE_list("metrics", list(metrics.NAMES),
                              "Scores to compute, of swd, fid, kid, is.")
 _CROP = flags.DEFINE_integer("crop", None, "Centre square crop of a folder's images, in "
                              "pixels, as prepare_celeba's --crop (default: a shards PATH's, "
@@ -53,10 +53,7 @@ def _preparation(paths: list[str]) -> image_sets.Preparation:
 
 
 def _check_metrics(wanted: list[str], preparation: image_sets.Preparation) -> None:
-  unknown = sorted(set(wanted) - set(image_sets.METRICS))
-  if unknown or not wanted:
-    raise ValueError(f"--metrics {','.join(wanted)}: expected some of "
-                     f"{','.join(image_sets.METRICS)}")
+  metrics.check_names(wanted)
   if "swd" in wanted and preparation.resolution < swd.MIN_RESOLUTION:
     raise ValueError(f"--resolution {preparation.resolution}: SWD needs at least "
                      f"{swd.MIN_RESOLUTION} px; raise it or leave swd out of --metrics")
@@ -89,7 +86,7 @@ def main(argv: list[str]) -> None:
                                       seed=_SEED.value) for path in argv[1:]]
     for image_set in sets:
       image_sets.report_skipped(image_set)
-    inception_wanted = [m for m in wanted if m in image_sets.INCEPTION_METRICS]
+    inception_wanted = [m for m in wanted if m in metrics.INCEPTION_NAMES]
     weights, unavailable = None, None
     if inception_wanted or _SAVE_STATS.value:
       weights, unavailable = inception.find_or_download_inception_weights(_WEIGHTS.value)

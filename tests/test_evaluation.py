@@ -53,6 +53,18 @@ def test_evaluate_cli_prints_and_writes_the_scores(evaluated_run):
 
 
 @pytest.mark.slow
+def test_evaluate_cli_metrics_picks_the_scores(evaluated_run):
+  result = run_module("experiments.evaluate", "--workdir", evaluated_run, "--num_samples", 16,
+                      "--metrics", "fid", env={"DCGAN_JAX_CACHE": str(evaluated_run / "no_cache")})
+  printed = json.loads(result.stdout.strip().splitlines()[-1])
+  assert not any(key.startswith("swd") for key in printed), printed
+  bad = run_module("experiments.evaluate", "--workdir", evaluated_run, "--metrics", "swd,lpips",
+                   check=False)
+  assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+      "error: --metrics swd,lpips: expected some of swd,fid,kid,is"]
+
+
+@pytest.mark.slow
 def test_evaluate_cli_with_a_missing_weights_path_says_so(evaluated_run):
   result = run_module("experiments.evaluate", "--workdir", evaluated_run, "--num_samples", 8,
                       "--inception_weights", evaluated_run / "nope.pth", check=False)

@@ -82,15 +82,18 @@ class Evaluator:
 
   def __init__(self, config: ml_collections.ConfigDict, cache_dir: Path, *,
                num_samples: int, inception_weights: str | None = None,
-               download_weights: bool = False):
+               download_weights: bool = False, wanted: tuple[str, ...] = metrics.NAMES):
     self.source = sources.create_source(config.data, config.seed)
     indices = _seeded_indices(len(self.source), num_samples, config.seed)
     self.num_samples = len(indices)
     self.real_images = sources.read_images(self.source, indices)
     self.seed = config.seed
     self._swd_cache: tuple[swd.Plan, list[swd.Sketch]] | None = None
-    weights, self.unavailable_reason = inception.find_or_download_inception_weights(
-        inception_weights or None, download=download_weights)
+    self.wanted = metrics.check_names(wanted)
+    weights, self.unavailable_reason = None, None
+    if set(self.wanted) & set(metrics.INCEPTION_NAMES):
+      weights, self.unavailable_reason = inception.find_or_download_inception_weights(
+          inception_weights or None, download=download_weights)
     self.inception_variables = None if weights is None else inception.load_inception_params(weights)
     if self.inception_variables is not None:
       reference_num_images = config.eval.reference_num_images
@@ -120,21 +123,25 @@ class Evaluator:
     if len(fake_images) != self.num_samples:
       raise ValueError(f"expected {self.num_samples} generated images, got {len(fake_images)}")
     resolution = fake_images.shape[1]
-    plan, real_sketches = self._swd_reference(resolution)
-    result = swd.distance(real_sketches, swd.sketch(fake_images, plan), plan)
-    scores = {"swd": result["mean"]}
-    scores |= {f"swd_{r}px": v for r, v in zip(result["resolutions"], result["per_level"])}
+    scores = {}
+    if "swd" in self.wanted:
+      plan, real_sketches = self._swd_reference(resolution)
+      result = swd.distance(real_sketches, swd.sketch(fake_images, plan), plan)
+      scores["swd"] = result["mean"]
+      scores |= {f"swd_{r}px": v for r, v in zip(result["resolutions"], result["per_level"])}
     if self.inception_variables is None or resolution != self.real_images.shape[1]:
       return scores
     features = inception.inception_features(self.inception_variables, fake_images)
-    mu, sigma = metrics.feature_statistics(features["pool3"])
-    kid = metrics.kernel_inception_distance(self.real_pool3, features["pool3"], seed=self.seed)
-    inception_score = metrics.inception_score(features["logits_unbiased"])
-    return scores | {
-        "fid": metrics.frechet_distance(mu, sigma, self.real_mu, self.real_sigma),
-        "kid": kid.mean, "kid_std": kid.std,
-        "is": inception_score.mean, "is_std": inception_score.std,
-    }
+    if "fid" in self.wanted:
+      mu, sigma = metrics.feature_statistics(features["pool3"])
+      scores["fid"] = metrics.frechet_distance(mu, sigma, self.real_mu, self.real_sigma)
+    if "kid" in self.wanted:
+      kid = metrics.kernel_inception_distance(self.real_pool3, features["pool3"], seed=self.seed)
+      scores |= {"kid": kid.mean, "kid_std": kid.std}
+    if "is" in self.wanted:
+      inception_score = metrics.inception_score(features["logits_unbiased"])
+      scores |= {"is": inception_score.mean, "is_std": inception_score.std}
+    return scores
 
 
 def selection_metric(scores: dict[str, float]) -> str:

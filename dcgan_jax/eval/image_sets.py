@@ -24,8 +24,6 @@ from dcgan_jax.data import celeba_prepare, sources
 from dcgan_jax.eval import inception, metrics, swd
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-METRICS = ("swd", "fid", "kid", "is")
-INCEPTION_METRICS = ("fid", "kid", "is")
 # A file declaring more pixels is skipped before it is decoded (8 bytes a pixel or more
 # while decoding): a small PNG can declare a picture of many gigabytes.
 MAX_IMAGE_PIXELS = 40_000_000
@@ -172,7 +170,7 @@ def statistics(image_set: ImageSet, variables: dict) -> tuple[np.ndarray, np.nda
 
 
 def score(set1: ImageSet, set2: ImageSet, variables: dict | None, *, seed: int = 0,
-          wanted: tuple[str, ...] = METRICS) -> dict[str, float]:
+          wanted: tuple[str, ...] = metrics.NAMES) -> dict[str, float]:
   """The `wanted` metrics both sets allow: SWD when both have images; with Inception
   `variables` also FID, KID (both sets' images) and IS (set 1's)."""
   scores: dict[str, float] = {}
@@ -183,7 +181,7 @@ def score(set1: ImageSet, set2: ImageSet, variables: dict | None, *, seed: int =
     result = swd.distance(swd.sketch(set1.images, plan), swd.sketch(set2.images, plan), plan)
     scores["swd"] = result["mean"]
     scores |= {f"swd_{r}px": v for r, v in zip(result["resolutions"], result["per_level"])}
-  if variables is None or not set(wanted) & set(INCEPTION_METRICS):
+  if variables is None or not set(wanted) & set(metrics.INCEPTION_NAMES):
     return scores
   kid = "kid" in wanted and both_images
   side1 = _inception_side(set1, variables, keep_pool3=kid, keep_logits="is" in wanted)

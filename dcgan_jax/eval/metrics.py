@@ -9,6 +9,16 @@ from typing import NamedTuple
 
 import numpy as np
 
+NAMES = ("swd", "fid", "kid", "is")  # every score an evaluation can compute
+INCEPTION_NAMES = ("fid", "kid", "is")  # those that need the Inception weights
+
+
+def check_names(names: list[str] | tuple[str, ...], flag: str = "--metrics") -> tuple[str, ...]:
+  """`names` as a tuple if each is one of NAMES; else ValueError in one line."""
+  if not names or set(names) - set(NAMES):
+    raise ValueError(f"{flag} {','.join(names)}: expected some of {','.join(NAMES)}")
+  return tuple(names)
+
 
 class Estimate(NamedTuple):
   """A metric averaged over subsets, with the spread across them."""
