@@ -13,7 +13,7 @@ from PIL import Image, ImageSequence
 from dcgan_jax import generate, losses, summaries, variants
 from dcgan_jax.data import sources
 from dcgan_jax.models import layers
-from dcgan_jax.report import assemble, figures, neighbours
+from dcgan_jax.report import assemble, figures, neighbours, page
 from tests.cli import run_module
 
 REPORT_IMAGES = ("losses.png", "metrics.png", "samples.png", "progress.gif", "real_vs_fake.png",
@@ -45,10 +45,10 @@ def test_report_writes_every_image_and_an_index_linking_each(workdir):
 
 @pytest.mark.slow
 def test_index_states_wall_time_speed_and_the_last_and_best_evaluations(workdir):
-  page = (workdir / "report" / "index.html").read_text()
+  index = (workdir / "report" / "index.html").read_text()
   final = json.loads((workdir / "final.json").read_text())
-  facts = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]+)</td></tr>", page))
-  assert facts["wall time"] == summaries.format_duration(final["seconds"])
+  facts = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]+)</td></tr>", index))
+  assert facts["wall time"] == summaries.format_duration(final["total_seconds"])
   assert facts["img/s (last log)"] == f"{final['metrics']['img_per_s']:,.0f}"
   assert facts["last evaluation (step 8)"] == facts["best evaluation (step 8)"] == "fid 123.4"
 
@@ -134,3 +134,11 @@ def test_loss_caption_names_an_equilibrium_only_where_the_loss_has_one():
   assert "D(x), real batch" in figures.loss_caption(ns) and "at 0.5" in figures.loss_caption(ns)
   assert "mean D(x), real batch" in figures.loss_caption(hinge)
   assert "at " not in figures.loss_caption(hinge) and "None" not in figures.loss_caption(hinge)
+
+
+def test_wall_time_counts_every_session_of_a_resumed_run():
+  facts = dict(page.run_facts({"seconds": 4.0, "total_seconds": 118.0, "metrics": {}}, {}))
+  assert facts["wall time"] == summaries.format_duration(118.0)
+  # final.json written before sessions were summed has only the last session's time.
+  assert dict(page.run_facts({"seconds": 4.0, "metrics": {}}, {}))["wall time"] == \
+      summaries.format_duration(4.0)
