@@ -7,6 +7,7 @@ restore: a checkpoint damaged on disk is found out instead of silently loaded.
 Checkpoints written before digests existed restore unchecked.
 """
 
+import logging
 import re
 import sys
 import time
@@ -71,11 +72,23 @@ def _one_line(error: Exception) -> str:
   return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _raised_in_orbax(error_traceback) -> bool:
+  return any("orbax" in frame.filename for frame in traceback.extract_tb(error_traceback))
+
+
+class _OrbaxReadFailures(logging.Filter):
+  """Drops asyncio's "exception was never retrieved" records of failures raised in orbax."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.exc_info and _raised_in_orbax(record.exc_info[2]))
+
+
 def _drop_after_effects_of_failed_reads() -> None:
   """After a failed read, orbax's pending reads still fail one by one, in coroutines and
   in tensorstore callbacks into the event loop orbax has closed, and each would print a
-  traceback through sys.unraisablehook, drowning the one-line report. Drops those, and
-  only those: exceptions raised inside orbax, or "Event loop is closed"."""
+  traceback, through sys.unraisablehook or asyncio's logger (for a task whose exception
+  nobody retrieved), drowning the one-line report. Drops those, and only those:
+  exceptions raised inside orbax, or "Event loop is closed"."""
   previous = sys.unraisablehook
   if getattr(previous, "drops_failed_read_after_effects", False):
     return
@@ -83,13 +96,12 @@ def _drop_after_effects_of_failed_reads() -> None:
   def hook(unraisable):
     error = unraisable.exc_value
     closed_loop = isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
-    in_orbax = any("orbax" in frame.filename
-                   for frame in traceback.extract_tb(unraisable.exc_traceback))
-    if not (closed_loop or in_orbax):
+    if not (closed_loop or _raised_in_orbax(unraisable.exc_traceback)):
       previous(unraisable)
 
   hook.drops_failed_read_after_effects = True
   sys.unraisablehook = hook
+  logging.getLogger("asyncio").addFilter(_OrbaxReadFailures())
 
 
 def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable[[], dict]
