@@ -81,20 +81,26 @@ def test_metrics_are_read_as_a_resumed_run_leaves_them(tmp_path):
 
 
 def test_nearest_neighbours_are_the_brute_force_nearest():
+  """At a realistic count, with near-copies of the queries among the candidates: their
+  distance (1 grey level in one pixel) is 1e-4 of the images' norms, which the expanded
+  |q|^2 - 2 q.c + |c|^2 keeps only when summed in float64."""
   rng = np.random.default_rng(0)
-  queries = rng.integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
-  source = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
+  queries = rng.integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+  source = rng.integers(0, 256, (5000, 32, 32, 3), dtype=np.uint8)
+  source[:5] = queries
+  source[:5, 0, 0, 0] += 1
   images = [{"image": image, "label": np.zeros(0, np.int8)} for image in source]
-  candidates = sources.sample_indices(len(source), 30, rng)
-  chunks = neighbours.embedded_chunks(images, candidates, neighbours.PIXEL_SPACE, chunk_size=7)
+  candidates = np.concatenate([np.arange(5), sources.sample_indices(4995, 3995, rng) + 5])
+  chunks = neighbours.embedded_chunks(images, candidates, neighbours.PIXEL_SPACE, chunk_size=700)
   indices, distances = neighbours.nearest_neighbours(neighbours.pixel_features(queries), chunks,
                                                      k=4)
 
-  brute = np.linalg.norm(queries.reshape(5, 1, -1).astype(float)
-                         - source[candidates].reshape(1, 30, -1), axis=-1)
-  nearest = np.argsort(brute, axis=1)[:, :4]
+  brute = np.stack([np.sqrt(((source[candidates].astype(np.float64) - query) ** 2)
+                            .sum(axis=(1, 2, 3))) for query in queries])
+  nearest = np.argsort(brute, axis=1, kind="stable")[:, :4]
   np.testing.assert_array_equal(indices, candidates[nearest])
   np.testing.assert_allclose(distances, np.take_along_axis(brute, nearest, axis=1), rtol=1e-9)
+  np.testing.assert_allclose(distances[:, 0], 1.0, rtol=1e-9)
   found, _ = neighbours.nearest_training_images(images, queries, candidates, 4,
                                                 neighbours.PIXEL_SPACE)
   np.testing.assert_array_equal(found, source[candidates[nearest]])
