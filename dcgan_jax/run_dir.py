@@ -124,8 +124,11 @@ def config_to_write(workdir: Path, config: ml_collections.ConfigDict, resume_ste
   if refused:
     details = ", ".join(f"{k}: {flatten(saved).get(k)!r} -> {flatten(current).get(k)!r}"
                         for k in refused)
+    retry = (f", or --allow_changes={','.join(refused)} to retry from its checkpoints with "
+             f"{'these settings' if len(refused) > 1 else 'this setting'}"
+             if set(refused) <= RETRY_KEYS else "")
     raise ValueError(f"{workdir} holds checkpoints of a run with a different config "
-                     f"({details}); use a new --workdir or the original config.")
+                     f"({details}); use a new --workdir or the original config{retry}.")
   if keys:
     record = [*record, {"step": resume_step, "changed": {
         k: [flatten(saved).get(k), flatten(current).get(k)] for k in keys}}]

@@ -176,6 +176,11 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   is_main_process = jax.process_index() == 0
   manager = checkpointing.create_manager(workdir / "checkpoints", config.train.keep_checkpoints)
   resume_step = manager.latest_step()
+  if resume_step is not None and resume_step > num_steps:
+    manager.close()
+    raise ValueError(f"{workdir} is at step {resume_step:,}, past train.num_steps "
+                     f"{num_steps:,}; it is left as it is: raise the length to continue it, "
+                     f"or use a new --workdir")
   config_json = run_dir.config_to_write(workdir, config, resume_step, allow_changes)
   if resume_step == num_steps and (workdir / "final.json").exists():
     if is_main_process:

@@ -26,6 +26,31 @@ def test_cli_trains_then_refuses_an_incompatible_resume_naming_the_keys(tmp_path
   assert json.loads((tmp_path / "final.json").read_text())["step"] == 2
 
 
+def test_a_changed_learning_rate_is_refused_with_the_flag_that_allows_it(tmp_path):
+  train(tmp_path, "--config.train.num_steps=2", "--config.train.checkpoint_every=2")
+  result = train(tmp_path, "--config.train.num_steps=4", "--config.train.d_lr=0.001",
+                 check=False)
+  assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+  assert result.stderr.strip().endswith(
+      "or --allow_changes=train.d_lr to retry from its checkpoints with this setting.")
+  allowed = train(tmp_path, "--config.train.num_steps=4", "--config.train.d_lr=0.001",
+                  "--allow_changes=train.d_lr")
+  assert "resuming from step 2" in allowed.stdout
+
+
+def test_a_length_below_the_latest_checkpoint_is_refused_and_the_run_left_as_it_is(tmp_path):
+  def contents():  # but the lock, which names the last process that held it
+    return {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"}
+
+  train(tmp_path, "--config.train.num_steps=4", "--config.train.checkpoint_every=2")
+  before = contents()
+  result = train(tmp_path, "--config.train.num_steps=2", check=False)
+  assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+      f"error: {tmp_path} is at step 4, past train.num_steps 2; it is left as it is: raise "
+      f"the length to continue it, or use a new --workdir"]
+  assert contents() == before
+
+
 def test_unknown_variant_name_is_a_one_line_error_before_anything_is_written(tmp_path):
   result = train(tmp_path / "run", "--config.loss.name=nonsaturating", check=False)
   assert result.returncode != 0 and "Traceback" not in result.stderr
