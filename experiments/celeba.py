@@ -24,9 +24,12 @@ from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and samples.",
                                required=True)
-config_flags.DEFINE_config_file("config", str(cli.CONFIG_DIR / "celeba64.py"),
+# No default here: ml_collections would load a default, and apply the command line's
+# overrides to it, at import, before a mistyped key could become a one-line error.
+_DEFAULT_CONFIG = "celeba64"
+config_flags.DEFINE_config_file("config", None,
                                 "A preset's name (e.g. synthetic, dcgan:tiny) or a config "
-                                "file.", lock_config=True)
+                                f"file (default: {_DEFAULT_CONFIG}).", lock_config=True)
 _PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print the resolved config and exit.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Call jax.distributed.initialize() with auto-detection.")
@@ -47,6 +50,8 @@ def parse_flags(argv: list[str]) -> list[str]:
   """`cli.parse_flags`, and the run's length as the command line gives it: flags cannot
   set None, so `num_epochs=None` (or 0) is taken here, and a step count given alone
   unsets the config's epoch count instead of being silently overridden by it."""
+  if not any(arg == "--config" or arg.startswith("--config=") for arg in argv):
+    argv = [argv[0], f"--config={_DEFAULT_CONFIG}", *argv[1:]]
   epochs_unset = any(arg in _EPOCHS_UNSET for arg in argv)
   remaining = cli.parse_flags([arg for arg in argv if arg not in _EPOCHS_UNSET])
   steps_given = cli.given("config.train.num_steps")

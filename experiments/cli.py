@@ -23,7 +23,7 @@ def fail(message: object) -> NoReturn:
 def _config_override(argv: Sequence[str], unknown: str) -> str:
   """The --config.KEY=VALUE argument whose key ends in the unknown name."""
   for arg in argv:
-    if arg.startswith("--config.") and re.search(rf"[.]{re.escape(unknown)}(=|$)", arg):
+    if arg.startswith("--config.") and re.search(rf"[.]{re.escape(unknown)}([.=]|$)", arg):
       return arg
   return f"--config...{unknown}"
 
@@ -65,9 +65,13 @@ def parse_flags(argv: list[str]) -> list[str]:
       flags.FLAGS.config.keys()  # a config file that failed to load raises only when read
     return remaining
   except flags.Error as error:
-    fail(" ".join(str(error).split()))
-  except AttributeError as error:
-    # ml_collections: "'num_step'\nDid you mean "num_steps" instead of "num_step"?"
+    message = " ".join(str(error).split())
+    unknown = re.fullmatch(r"Unknown command line flag '([^']+)'", message)
+    key = unknown and _config_key_named(unknown.group(1))
+    fail(message + (f"; config keys are set as --config.{key}=VALUE" if key else ""))
+  except (AttributeError, KeyError) as error:
+    # ml_collections, a key: "'num_step'\nDid you mean "num_steps" instead of "num_step"?";
+    # a section: the same as a KeyError, whose text is that string's repr.
     text = str(error)
     names = re.findall(r"'([^'\\]+)\\?'", text)
     suggestion = re.search(r'Did you mean "([^"]+)"', text)
@@ -79,8 +83,18 @@ def parse_flags(argv: list[str]) -> list[str]:
     # ml_collections: "Failed loading config file ...\n  Attempted ...\n  [Errno 2] ..."
     reasons = re.findall(r"\[Errno \d+\] (.+)", str(error))
     fail(f"--config: {reasons[-1]}" if reasons else " ".join(str(error).split()))
-  except (ValueError, TypeError, KeyError, SyntaxError) as error:
+  except (ValueError, TypeError, SyntaxError) as error:
     fail(" ".join(str(error).split()))
+
+
+def _config_key_named(name: str) -> str | None:
+  """SECTION.NAME if NAME (e.g. num_steps) is a key of the configs, else None."""
+  # pylint: disable=g-import-not-at-top  (only on this error path)
+  from dcgan_jax import run_dir
+  from experiments.configs import common
+  keys = [key for key in run_dir.flatten(common.base_config().to_dict())
+          if key.rsplit(".", 1)[-1] == name]
+  return keys[0] if len(keys) == 1 else None
 
 
 def given(flag: str) -> bool:

@@ -51,6 +51,22 @@ def test_a_length_below_the_latest_checkpoint_is_refused_and_the_run_left_as_it_
   assert contents() == before
 
 
+@pytest.mark.parametrize("args, message", [
+    # The default config (no --config), as the README's CelebA command has it.
+    (["--config.data.dri=data/celeba32"], "--config.data.dri=data/celeba32: no config key 'dri'"),
+    (["--config.train.num_step=10"],
+     "--config.train.num_step=10: no config key 'num_step'; did you mean 'num_steps'?"),
+    (["--config", "synthetic", "--config.trian.num_steps=10"],
+     "--config.trian.num_steps=10: no config key 'trian'; did you mean 'train'?"),
+    (["--num_steps", "10"], "Unknown command line flag 'num_steps'; config keys are set as "
+                            "--config.train.num_steps=VALUE"),
+])
+def test_config_typos_are_one_line_with_a_hint_and_write_nothing(tmp_path, args, message):
+  result = run_module("experiments.celeba", "--workdir", tmp_path / "run", *args, check=False)
+  assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {message}"]
+  assert not (tmp_path / "run").exists()
+
+
 def test_unknown_variant_name_is_a_one_line_error_before_anything_is_written(tmp_path):
   result = train(tmp_path / "run", "--config.loss.name=nonsaturating", check=False)
   assert result.returncode != 0 and "Traceback" not in result.stderr
