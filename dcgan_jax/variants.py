@@ -7,6 +7,7 @@ name a concrete network or loss. Parts are found by config name in the registrie
 """
 
 import dataclasses
+import difflib
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import flax.linen as nn
@@ -198,9 +199,12 @@ LOSSES: dict[str, losses.Loss] = {
 
 
 def check_name(key: str, name: str, known: Iterable[str]) -> str:
-  """`name`, or a one-line error naming the config key and the known names."""
+  """`name`, or a one-line error naming the config key, the known names and the closest."""
+  known = list(known)
   if name not in known:
-    raise ValueError(f"{key} {name!r} is unknown; expected one of: {', '.join(known)}")
+    close = difflib.get_close_matches(name, known, n=1)
+    raise ValueError(f"{key} {name!r} is unknown; expected one of: {', '.join(known)}"
+                     + (f"; did you mean {close[0]!r}?" if close else ""))
   return name
 
 

@@ -142,6 +142,7 @@ def test_sample_cli_sets_the_named_attributes_and_keeps_the_others(conditional_r
 @pytest.mark.parametrize("flag, message", [
     ("Male=1", "--attributes: attribute 'Male' is unknown; expected one of: Bald"),
     ("Eyeglasses=2", "--attributes: expected NAME=1 or NAME=-1, got 'Eyeglasses=2'"),
+    ("Eyeglases=1", "--attributes: attribute 'Eyeglases' is unknown; expected one of: Bald"),
 ])
 @pytest.mark.slow
 def test_sample_cli_refuses_bad_attributes_before_writing(conditional_run, tmp_path, flag,
@@ -150,6 +151,7 @@ def test_sample_cli_refuses_bad_attributes_before_writing(conditional_run, tmp_p
                       tmp_path / "out", "--attributes", flag, check=False)
   assert result.returncode != 0
   assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+  assert result.stderr.strip().endswith("did you mean 'Eyeglasses'?") == ("Eyeglases" in flag)
   assert not (tmp_path / "out").exists()
 
 
