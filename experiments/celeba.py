@@ -22,8 +22,8 @@ import jax
 from dcgan_jax import train
 from experiments import cli
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and samples.",
-                               required=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and "
+                               "samples (required but with --print_config).")
 # No default here: ml_collections would load a default, and apply the command line's
 # overrides to it, at import, before a mistyped key could become a one-line error.
 _DEFAULT_CONFIG = "celeba64"
@@ -74,6 +74,8 @@ def main(argv: list[str]) -> None:
   if _PRINT_CONFIG.value:
     print(flags.FLAGS.config)
     return
+  if not _WORKDIR.value:
+    cli.fail("--workdir is required: the directory the run writes to (and resumes from)")
   try:
     train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value,
                              allow_changes=_ALLOW_CHANGES.value)

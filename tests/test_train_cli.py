@@ -67,6 +67,14 @@ def test_config_typos_are_one_line_with_a_hint_and_write_nothing(tmp_path, args,
   assert not (tmp_path / "run").exists()
 
 
+def test_print_config_needs_no_workdir_and_training_does():
+  printed = run_module("experiments.celeba", "--config", "synthetic:tiny", "--print_config")
+  assert "num_steps:" in printed.stdout
+  result = run_module("experiments.celeba", "--config", "synthetic:tiny", check=False)
+  assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+      "error: --workdir is required: the directory the run writes to (and resumes from)"]
+
+
 def test_unknown_variant_name_is_a_one_line_error_before_anything_is_written(tmp_path):
   result = train(tmp_path / "run", "--config.loss.name=nonsaturating", check=False)
   assert result.returncode != 0 and "Traceback" not in result.stderr
