@@ -65,6 +65,8 @@ def parse_flags(argv: list[str]) -> list[str]:
       flags.FLAGS.config.keys()  # a config file that failed to load raises only when read
     return remaining
   except flags.Error as error:
+    if "Error whilst parsing config file" in str(error):  # its text ends with the traceback
+      fail(f"--config: {str(error).strip().splitlines()[-1]}")
     message = " ".join(str(error).split())
     unknown = re.fullmatch(r"Unknown command line flag '([^']+)'", message)
     key = unknown and _config_key_named(unknown.group(1))
@@ -104,5 +106,12 @@ def given(flag: str) -> bool:
 
 def run(main: Callable[[list[str]], None],
         parser: Callable[[list[str]], list[str]] = parse_flags) -> None:
-  """app.run(main) with `parse_flags` (or a parser built on it)."""
-  app.run(main, flags_parser=parser)
+  """app.run(main) with `parse_flags` (or a parser built on it); a usage error (a stray
+  argument, a missing path) is `fail`'s one line, not the whole usage text."""
+  def main_failing_in_one_line(argv: list[str]) -> None:
+    try:
+      main(argv)
+    except app.UsageError as error:
+      fail(error)
+
+  app.run(main_failing_in_one_line, flags_parser=parser)

@@ -60,6 +60,9 @@ def test_a_length_below_the_latest_checkpoint_is_refused_and_the_run_left_as_it_
      "--config.trian.num_steps=10: no config key 'trian'; did you mean 'train'?"),
     (["--num_steps", "10"], "Unknown command line flag 'num_steps'; config keys are set as "
                             "--config.train.num_steps=VALUE"),
+    (["--config", "dcgan:small"],
+     "--config: ValueError: unknown config variant 'small'; expected 'tiny' or none"),
+    (["--config", "synthetic:tiny", "stray"], "unexpected arguments: ['stray']"),
 ])
 def test_config_typos_are_one_line_with_a_hint_and_write_nothing(tmp_path, args, message):
   result = run_module("experiments.celeba", "--workdir", tmp_path / "run", *args, check=False)
