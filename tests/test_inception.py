@@ -13,12 +13,14 @@ import importlib
 import importlib.util
 import io
 import json
+import os
 import pickle
 import re
 import shutil
 import socket
 import sys
 import threading
+import time
 import tracemalloc
 import types
 import zipfile
@@ -258,8 +260,9 @@ def test_weights_found_in_cache_or_reported_missing_with_hint(tmp_path, monkeypa
   monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
   assert inception.find_inception_weights(None) is None
   hint = inception.weights_hint()
-  assert "pt_inception-2015-12-05-6726825d.pth" in hint and inception.WEIGHTS_URL in hint
-  assert "\n" not in hint
+  # One short line, printed on every run without the weights: the file and the command.
+  assert "pt_inception-2015-12-05-6726825d.pth" in hint and "experiments.download_weights" in hint
+  assert "\n" not in hint and len(hint) <= 120
   with pytest.raises(FileNotFoundError, match="pt_inception"):
     inception.find_inception_weights(str(tmp_path / "nowhere.pth"))
 
@@ -368,6 +371,30 @@ def test_evaluation_downloads_the_weights_on_first_use_unless_offline(reference,
   assert reason is None and path == tmp_path / "cache" / inception.WEIGHTS_FILE
   (folder / inception.WEIGHTS_FILE).unlink()
   assert inception.find_or_download_inception_weights() == (path, None)  # found, not fetched
+
+
+def test_a_failed_first_use_download_is_not_retried_for_a_day(reference, weights_server,
+                                                              tmp_path, monkeypatch):
+  folder, base = weights_server
+  monkeypatch.setenv("DCGAN_JAX_CACHE", str(tmp_path / "cache"))
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+  monkeypatch.delenv(inception.OFFLINE_ENV, raising=False)
+  monkeypatch.setattr(inception, "WEIGHTS_URL", f"{base}/{inception.WEIGHTS_FILE}")
+  path, reason = inception.find_or_download_inception_weights()  # nothing served yet: 404
+  assert path is None and reason.startswith(inception.weights_hint() + " (fetching it failed")
+  shutil.copy(reference.zip_path, folder / inception.WEIGHTS_FILE)
+  monkeypatch.setattr(inception, "sha256_prefix_in_name",
+                      lambda name: _sha256(folder / inception.WEIGHTS_FILE)[:8])
+  # Served now, but not tried again within the day.
+  assert inception.find_or_download_inception_weights() == (
+      None, f"{inception.weights_hint()} (not fetched: the last try failed less than a day ago)")
+  marker = next((tmp_path / "cache").glob("*.download_failed"))
+  a_day_ago = time.time() - inception.RETRY_FAILED_DOWNLOAD_S - 60
+  os.utime(marker, (a_day_ago, a_day_ago))
+  path, reason = inception.find_or_download_inception_weights()
+  assert reason is None and path == tmp_path / "cache" / inception.WEIGHTS_FILE
+  assert not marker.exists()
 
 
 SAMPLE_ZIP = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_sample"

@@ -16,11 +16,13 @@ on first use; without it, Inception metrics are unavailable and `weights_hint` t
 where to get it.
 """
 
+import contextlib
 import functools
 import hashlib
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -305,10 +307,8 @@ def _check_cached_weights(path: Path) -> None:
 
 
 def weights_hint() -> str:
-  """One line telling where to get the weights and where to put them."""
-  return (f"Inception metrics (FID, KID, IS) need {WEIGHTS_FILE}: run python -m "
-          f"experiments.download_weights, or download {WEIGHTS_URL} into $DCGAN_JAX_CACHE or "
-          f"~/.cache/dcgan_jax/, or pass its path.")
+  """One short line: what is missing and the command that gets it (the README says more)."""
+  return f"FID, KID and IS need {WEIGHTS_FILE}: run python -m experiments.download_weights"
 
 
 OFFLINE_ENV = "DCGAN_JAX_OFFLINE"  # set to 1: never download the weights on first use
@@ -357,6 +357,7 @@ def download_inception_weights(url: str | None = None, dest_dir: Path | None = N
       raise ValueError(f"{url} is not pytorch-fid's Inception weights "
                        f"({str(error).replace(str(partial), 'the file')}); not saved") from None
     os.replace(partial, dest)
+    _failed_download_marker().unlink(missing_ok=True)
   except (urllib.error.URLError, OSError) as error:
     if isinstance(error, urllib.error.HTTPError):
       reason = f"HTTP {error.code} {error.reason}"
@@ -377,10 +378,26 @@ def find_or_download_inception_weights(explicit_path: str | None = None,
     return found, None
   if not download or os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
     return None, weights_hint()
+  failed = _failed_download_marker()
+  if failed.is_file() and time.time() - failed.stat().st_mtime < RETRY_FAILED_DOWNLOAD_S:
+    # An offline machine does not wait for the network on every run.
+    return None, f"{weights_hint()} (not fetched: the last try failed less than a day ago)"
   try:
     return download_inception_weights(timeout=FIRST_USE_TIMEOUT_S), None
   except ValueError as error:
-    return None, f"{weights_hint()} (downloading it failed: {error})"
+    with contextlib.suppress(OSError):  # a read-only cache only means trying again next time
+      failed.parent.mkdir(parents=True, exist_ok=True)
+      failed.write_text(f"{error}\n")
+    return None, f"{weights_hint()} (fetching it failed: {error})"
+
+
+RETRY_FAILED_DOWNLOAD_S = 24 * 3600
+
+
+def _failed_download_marker() -> Path:
+  """Where a failed first-use download is remembered, until a day has passed or
+  `download_inception_weights` succeeds."""
+  return _cache_dirs()[0] / f".{WEIGHTS_FILE}.download_failed"
 
 
 # Flax (collection, variable) -> the name of the same array in a torch module.
