@@ -191,7 +191,7 @@ def sketch(images_BHWC: np.ndarray, plan: Plan) -> list[Sketch]:
   if images_BHWC.dtype != np.uint8 or images_BHWC.ndim != 4:
     raise ValueError(f"images must be uint8 (N, H, W, C), got {images_BHWC.dtype} "
                      f"{images_BHWC.shape}")
-  num_images, height, width, channels = images_BHWC.shape
+  num_images, height, width, _ = images_BHWC.shape
   if (height, width) != (plan.resolutions[0],) * 2:
     raise ValueError(f"images must be {plan.resolutions[0]}x{plan.resolutions[0]}, got "
                      f"{height}x{width}")
