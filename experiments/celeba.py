@@ -24,9 +24,7 @@ from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and "
                                "samples (required but with --print_config).")
-# No default here: ml_collections would load a default, and apply the command line's
-# overrides to it, at import, before a mistyped key could become a one-line error.
-_DEFAULT_CONFIG = "celeba64"
+_DEFAULT_CONFIG = "celeba64"  # given by parse_flags: see cli.with_default_config
 config_flags.DEFINE_config_file("config", None,
                                 "A preset's name (e.g. synthetic, dcgan:tiny) or a config "
                                 f"file (default: {_DEFAULT_CONFIG}).", lock_config=True)
@@ -50,8 +48,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   """`cli.parse_flags`, and the run's length as the command line gives it: flags cannot
   set None, so `num_epochs=None` (or 0) is taken here, and a step count given alone
   unsets the config's epoch count instead of being silently overridden by it."""
-  if not any(arg == "--config" or arg.startswith("--config=") for arg in argv):
-    argv = [argv[0], f"--config={_DEFAULT_CONFIG}", *argv[1:]]
+  argv = cli.with_default_config(argv, _DEFAULT_CONFIG)
   epochs_unset = any(arg in _EPOCHS_UNSET for arg in argv)
   remaining = cli.parse_flags([arg for arg in argv if arg not in _EPOCHS_UNSET])
   steps_given = cli.given("config.train.num_steps")

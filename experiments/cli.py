@@ -55,6 +55,15 @@ def _with_config_files(argv: list[str]) -> list[str]:
   return resolved
 
 
+def with_default_config(argv: list[str], name: str) -> list[str]:
+  """`argv` with --config=NAME unless it gives --config. A config flag defined with a
+  default would load it, and apply the command line's overrides to it, at import, where
+  a mistyped key cannot yet become a one-line error."""
+  if any(arg == "--config" or arg.startswith("--config=") for arg in argv):
+    return argv
+  return [argv[0], f"--config={name}", *argv[1:]]
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with every failure (including the config file's and its
   overrides') turned into `fail`'s one line; --config may name a preset."""

@@ -91,6 +91,21 @@ def test_cli_refuses_an_unknown_preset_in_one_line(tmp_path):
   assert "no preset 'nope'" in result.stderr.strip().splitlines()[-1]
 
 
+def test_cli_takes_tiny_presets_and_refuses_a_mistyped_key_in_one_line(tmp_path):
+  result = run_module("experiments.compare", "--workdir", tmp_path / "typo", "--configs",
+                      "dcgan", "--config.data.dri=data/celeba32", check=False)
+  assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+      "error: --config.data.dri=data/celeba32: no config key 'dri'"]
+  assert not (tmp_path / "typo").exists()
+  result = run_module("experiments.compare", "--workdir", tmp_path, "--configs",
+                      "dcgan:tiny,lsgan:tiny", "--seeds", "0", "--steps", 1, "--num_samples", 16,
+                      "--config.data.source=synthetic", "--config.train.write_report=False")
+  for name in ("dcgan:tiny", "lsgan:tiny"):
+    config = json.loads((tmp_path / name / "seed0" / "config.json").read_text())
+    assert (config["data"]["resolution"], config["model"]["nf"]) == (16, 8)  # the tiny form
+  assert "| dcgan:tiny |" in result.stdout and "| lsgan:tiny |" in result.stdout
+
+
 def test_cli_applies_config_keys_to_every_preset_and_prints_the_table(tmp_path):
   result = run_module(
       "experiments.compare", "--workdir", tmp_path, "--configs", "dcgan,lsgan", "--seeds", "3",
