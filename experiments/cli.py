@@ -116,11 +116,16 @@ def given(flag: str) -> bool:
 def run(main: Callable[[list[str]], None],
         parser: Callable[[list[str]], list[str]] = parse_flags) -> None:
   """app.run(main) with `parse_flags` (or a parser built on it); a usage error (a stray
-  argument, a missing path) is `fail`'s one line, not the whole usage text."""
+  argument, a missing path) and a path that cannot be written are `fail`'s one line,
+  not the whole usage text or a traceback."""
   def main_failing_in_one_line(argv: list[str]) -> None:
     try:
       main(argv)
     except app.UsageError as error:
       fail(error)
+    except OSError as error:  # a path in the way, without rights, on a full or read-only disk
+      if error.filename is None:
+        raise
+      fail(f"{error.filename}: {error.strerror or error}; check the path and its permissions")
 
   app.run(main_failing_in_one_line, flags_parser=parser)

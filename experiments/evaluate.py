@@ -59,8 +59,9 @@ def main(argv: list[str]) -> None:
         file=sys.stderr, flush=True)
   fakes = generate.generate(run.variant, run.state, *inputs)
   result = {"step": run.step, "num_samples": evaluator.num_samples, **evaluator(fakes)}
+  # Printed first, so the scores survive a run directory that cannot be written.
+  print(json.dumps(result), flush=True)
   files.write_json(workdir / f"eval_step{run.step:07d}.json", result)
-  print(json.dumps(result))
 
 
 if __name__ == "__main__":

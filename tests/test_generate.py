@@ -83,6 +83,17 @@ def test_best_draws_from_the_checkpoint_of_the_best_evaluation(tmp_path):
           == state_fingerprint(generate.load_run(tmp_path, step=best_step).state))
 
 
+@pytest.mark.slow
+def test_an_output_path_that_cannot_be_written_is_one_line(tiny_run, tmp_path):
+  in_the_way = tmp_path / "a_file"
+  in_the_way.write_text("not a folder")
+  result = run_module("experiments.sample", "--workdir", tiny_run, "--num", "2", "--out_dir",
+                      in_the_way / "out", check=False)
+  assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+      f"error: {in_the_way / 'out'}: Not a directory; check the path and its permissions"]
+  assert in_the_way.read_text() == "not a folder"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--step", "5"], "error: no checkpoint at step 5 in {run}/checkpoints; steps available: 4, 8"),
     # Each starts the command: the quick check runs the first only.
