@@ -132,18 +132,25 @@ def progress_line(step: int, num_steps: int, scalars: Mapping[str, float],
 
 class Progress:
   """Training as the terminal shows it: a tqdm bar on a terminal (elsewhere, e.g. a log
-  file, one line per log step), whose ETA comes from a smoothed training rate that leaves
-  out the time spent in `paused()` blocks (evaluation, sample grids, checkpoints).
+  file, one line per log step). Its ETA is the remaining steps at a smoothed training
+  rate, which leaves out the time spent in `paused(kind)` blocks (evaluations, sample
+  grids, checkpoints), plus, per kind, the mean time of those blocks so far times how
+  many remain (`intervals[kind]` steps apart, and once more at the last step). The first
+  interval, which holds the compilation, only stands until the second replaces it.
   Silent when not `enabled` (processes other than 0)."""
 
   SMOOTHING = 0.3  # weight of the newest interval in the rate's moving average
 
-  def __init__(self, first_step: int, num_steps: int, enabled: bool = True):
+  def __init__(self, first_step: int, num_steps: int, enabled: bool = True,
+               intervals: Mapping[str, int] | None = None):
     self._num_steps = num_steps
     self._enabled = enabled
+    self._intervals = dict(intervals or {})
     self._last_step, self._last_time = first_step, time.perf_counter()
     self._paused_seconds = 0.0
+    self._pauses: dict[str, list[float]] = {}  # kind -> its durations so far
     self._seconds_per_step: float | None = None
+    self._updates = 0
     self._bar = None
     if enabled and sys.stdout.isatty():
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
@@ -151,23 +158,40 @@ class Progress:
                        bar_format="{percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}{postfix}")
 
   @contextlib.contextmanager
-  def paused(self) -> Iterator[None]:
+  def paused(self, kind: str) -> Iterator[None]:
     start = time.perf_counter()
     try:
       yield
     finally:
-      self._paused_seconds += time.perf_counter() - start
+      seconds = time.perf_counter() - start
+      self._paused_seconds += seconds
+      self._pauses.setdefault(kind, []).append(seconds)
+
+  def _remaining(self, kind: str, step: int) -> int:
+    """How many `kind` pauses come after `step`: every interval, and at the last step."""
+    every = self._intervals.get(kind, 0)
+    if every <= 0:
+      return 0
+    count = self._num_steps // every - step // every
+    return count + (self._num_steps % every != 0 and step < self._num_steps)
+
+  def eta(self, step: int) -> float:
+    """Seconds left after `step`: training at the current rate, and the pauses to come."""
+    pauses = sum(np.mean(durations) * self._remaining(kind, step)
+                 for kind, durations in self._pauses.items())
+    return (self._num_steps - step) * (self._seconds_per_step or 0.0) + pauses
 
   def update(self, step: int, scalars: Mapping[str, float], batch_size: int) -> float:
     """Shows the metrics of a log step; returns the training throughput in images/s."""
     now = time.perf_counter()
     seconds = max(now - self._last_time - self._paused_seconds, 1e-9)
     per_step = seconds / max(step - self._last_step, 1)
-    self._seconds_per_step = per_step if self._seconds_per_step is None else (
+    self._updates += 1
+    self._seconds_per_step = per_step if self._updates <= 2 else (
         self.SMOOTHING * per_step + (1 - self.SMOOTHING) * self._seconds_per_step)
     self._last_step, self._last_time, self._paused_seconds = step, now, 0.0
     images_per_second = batch_size / per_step
-    eta = (self._num_steps - step) * self._seconds_per_step
+    eta = self.eta(step)
     if self._bar is not None:
       self._bar.update(step - self._bar.n)
       line = progress_line(step, self._num_steps, scalars, images_per_second, eta)

@@ -282,7 +282,10 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
         variant, source, config.seed, evaluator.num_samples, generate.EVAL_NOISE_STREAM)
 
   first_step = int(jax.device_get(state.step))
-  progress = summaries.Progress(first_step, num_steps, enabled=is_main_process)
+  progress = summaries.Progress(first_step, num_steps, enabled=is_main_process, intervals={
+      "sample grid": config.train.sample_every,
+      "evaluation": config.eval.every_steps if evaluator else 0,
+      "checkpoint": config.train.checkpoint_every})
   last_scalars: dict[str, float] = {}
   pending = None  # (step, metrics) of the last log step, read one step late.
   best_score = math.inf
@@ -349,14 +352,16 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
         stop_diverged(step)
       if is_log_step:
         pending = (step, metrics)
-      with progress.paused():
-        if is_sample_step:
+      if is_sample_step:
+        with progress.paused("sample grid"):
           images = generate.generate(variant.after_steps(step), state, sample_noise,
                                      sample_labels)
           writer.write_sample_grid(step, summaries.image_grid(images))
-        if is_eval_step:
+      if is_eval_step:
+        with progress.paused("evaluation"):
           evaluate(step)
-        if is_checkpoint_step:
+      if is_checkpoint_step:
+        with progress.paused("checkpoint"):
           checkpointing.save(manager, state, data_iterator)
       if stopping:
         if pending is not None:

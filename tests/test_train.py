@@ -202,16 +202,25 @@ def test_discriminator_learns_to_separate_real_from_fake(tmp_path):
   assert np.mean([r["d_real"] - r["d_fake"] for r in last]) > 0.06
 
 
-def test_progress_eta_leaves_out_paused_time_and_smooths_the_rate(monkeypatch, capsys):
+def test_progress_eta_counts_the_pauses_to_come_and_forgets_the_compilation(monkeypatch,
+                                                                             capsys):
   clock = [0.0]
   monkeypatch.setattr(summaries.time, "perf_counter", lambda: clock[0])
-  progress = summaries.Progress(first_step=0, num_steps=100)
-  with progress.paused():
-    clock[0] += 50.0  # an evaluation
-  clock[0] += 10.0  # ten training steps of one second
-  assert progress.update(10, {"d_loss": 1.0}, batch_size=64) == 64.0
+  progress = summaries.Progress(first_step=0, num_steps=100,
+                                intervals={"evaluation": 30, "checkpoint": 0})
+  clock[0] += 40.0  # ten steps, compilation included
+  assert progress.update(10, {"d_loss": 1.0}, batch_size=64) == 16.0
+  clock[0] += 10.0  # ten steps of one second: they replace the compiled interval's rate
+  assert progress.update(20, {"d_loss": 1.0}, batch_size=64) == 64.0
+  with progress.paused("evaluation"):  # at step 30
+    clock[0] += 50.0
+  with progress.paused("checkpoint"):  # no interval: not expected again
+    clock[0] += 5.0
   clock[0] += 20.0  # ten steps of two seconds: the rate moves 30 % of the way
-  assert progress.update(20, {"d_loss": 1.0}, batch_size=64) == 32.0
+  assert progress.update(30, {"d_loss": 1.0}, batch_size=64) == 32.0
   lines = capsys.readouterr().out.splitlines()
-  assert lines[0].endswith(f"64 img/s  ETA {summaries.format_duration(90 * 1.0)}")
-  assert lines[1].endswith(f"32 img/s  ETA {summaries.format_duration(80 * (0.3 * 2 + 0.7 * 1))}")
+  assert lines[0].endswith(f"16 img/s  ETA {summaries.format_duration(90 * 4.0)}")
+  assert lines[1].endswith(f"64 img/s  ETA {summaries.format_duration(80 * 1.0)}")
+  # Evaluations still to come after step 30: at 60, 90 and the last step, 100.
+  assert lines[2].endswith(
+      f"32 img/s  ETA {summaries.format_duration(70 * (0.3 * 2 + 0.7 * 1) + 3 * 50.0)}")
