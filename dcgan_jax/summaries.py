@@ -135,17 +135,20 @@ class Progress:
   file, one line per log step). Its ETA is the remaining steps at a smoothed training
   rate, which leaves out the time spent in `paused(kind)` blocks (evaluations, sample
   grids, checkpoints), plus, per kind, the mean time of those blocks so far times how
-  many remain (`intervals[kind]` steps apart, and once more at the last step). The first
-  interval, which holds the compilation, only stands until the second replaces it.
+  many remain (`intervals[kind]` steps apart, and once more at the last step), or
+  `expected_pauses[kind]` before one is measured. The first interval, which holds the
+  compilation, only stands until the second replaces it.
   Silent when not `enabled` (processes other than 0)."""
 
   SMOOTHING = 0.3  # weight of the newest interval in the rate's moving average
 
   def __init__(self, first_step: int, num_steps: int, enabled: bool = True,
-               intervals: Mapping[str, int] | None = None):
+               intervals: Mapping[str, int] | None = None,
+               expected_pauses: Mapping[str, float] | None = None):
     self._num_steps = num_steps
     self._enabled = enabled
     self._intervals = dict(intervals or {})
+    self._expected_pauses = dict(expected_pauses or {})  # kind -> seconds, until measured
     self._last_step, self._last_time = first_step, time.perf_counter()
     self._paused_seconds = 0.0
     self._pauses: dict[str, list[float]] = {}  # kind -> its durations so far
@@ -177,8 +180,9 @@ class Progress:
 
   def eta(self, step: int) -> float:
     """Seconds left after `step`: training at the current rate, and the pauses to come."""
-    pauses = sum(np.mean(durations) * self._remaining(kind, step)
-                 for kind, durations in self._pauses.items())
+    expected = self._expected_pauses | {kind: float(np.mean(durations))
+                                        for kind, durations in self._pauses.items()}
+    pauses = sum(seconds * self._remaining(kind, step) for kind, seconds in expected.items())
     return (self._num_steps - step) * (self._seconds_per_step or 0.0) + pauses
 
   def update(self, step: int, scalars: Mapping[str, float], batch_size: int) -> float:

@@ -270,7 +270,9 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   sample_noise, sample_labels = generate.fixed_inputs(
       variant, source, config.seed, config.train.num_samples, generate.SAMPLE_NOISE_STREAM)
 
+  first_step = int(jax.device_get(state.step))
   evaluator = None
+  expected_pauses = {}
   if config.eval.every_steps:
     evaluator = evaluation.Evaluator(config, evaluation.cache_dir(config, workdir),
                                      num_samples=config.eval.num_samples,
@@ -280,12 +282,16 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       print(f"evaluating SWD only. {evaluator.unavailable_reason}", flush=True)
     eval_noise, eval_labels = generate.fixed_inputs(
         variant, source, config.seed, evaluator.num_samples, generate.EVAL_NOISE_STREAM)
+    # Sketching the real images costs what scoring the generated ones will: the ETA's
+    # estimate of an evaluation until one is measured.
+    started = time.perf_counter()
+    evaluator.prepare(variant.after_steps(first_step).image_resolution)
+    expected_pauses["evaluation"] = time.perf_counter() - started
 
-  first_step = int(jax.device_get(state.step))
   progress = summaries.Progress(first_step, num_steps, enabled=is_main_process, intervals={
       "sample grid": config.train.sample_every,
       "evaluation": config.eval.every_steps if evaluator else 0,
-      "checkpoint": config.train.checkpoint_every})
+      "checkpoint": config.train.checkpoint_every}, expected_pauses=expected_pauses)
   last_scalars: dict[str, float] = {}
   pending = None  # (step, metrics) of the last log step, read one step late.
   best_score = math.inf

@@ -207,7 +207,8 @@ def test_progress_eta_counts_the_pauses_to_come_and_forgets_the_compilation(monk
   clock = [0.0]
   monkeypatch.setattr(summaries.time, "perf_counter", lambda: clock[0])
   progress = summaries.Progress(first_step=0, num_steps=100,
-                                intervals={"evaluation": 30, "checkpoint": 0})
+                                intervals={"evaluation": 30, "checkpoint": 0},
+                                expected_pauses={"evaluation": 40.0})
   clock[0] += 40.0  # ten steps, compilation included
   assert progress.update(10, {"d_loss": 1.0}, batch_size=64) == 16.0
   clock[0] += 10.0  # ten steps of one second: they replace the compiled interval's rate
@@ -219,8 +220,9 @@ def test_progress_eta_counts_the_pauses_to_come_and_forgets_the_compilation(monk
   clock[0] += 20.0  # ten steps of two seconds: the rate moves 30 % of the way
   assert progress.update(30, {"d_loss": 1.0}, batch_size=64) == 32.0
   lines = capsys.readouterr().out.splitlines()
-  assert lines[0].endswith(f"16 img/s  ETA {summaries.format_duration(90 * 4.0)}")
-  assert lines[1].endswith(f"64 img/s  ETA {summaries.format_duration(80 * 1.0)}")
+  # Before an evaluation is measured, 4 are expected (30, 60, 90, 100) at 40 s each.
+  assert lines[0].endswith(f"16 img/s  ETA {summaries.format_duration(90 * 4.0 + 4 * 40.0)}")
+  assert lines[1].endswith(f"64 img/s  ETA {summaries.format_duration(80 * 1.0 + 4 * 40.0)}")
   # Evaluations still to come after step 30: at 60, 90 and the last step, 100.
   assert lines[2].endswith(
       f"32 img/s  ETA {summaries.format_duration(70 * (0.3 * 2 + 0.7 * 1) + 3 * 50.0)}")

@@ -104,6 +104,11 @@ class Evaluator:
       self.real_pool3 = inception.inception_features(self.inception_variables,
                                                      self.real_images)["pool3"]
 
+  def prepare(self, resolution: int) -> None:
+    """Does now what the first call at `resolution` would do once: sketch the real side."""
+    if "swd" in self.wanted:
+      self._swd_reference(resolution)
+
   def _swd_reference(self, resolution: int) -> tuple[swd.Plan, list[swd.Sketch]]:
     """The SWD plan and the real images' sketches at `resolution`, made once per
     resolution (one kept: a growing run only moves up)."""
