@@ -71,8 +71,8 @@ def train_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict],
 
 def wall_time_and_rate(final: dict[str, Any], batch_size: int) -> tuple[float, float]:
   """A run's training seconds over all its sessions, and its img/s over them, from its
-  final.json. One written before sessions were summed has only its last session's."""
-  seconds = final.get("total_seconds", final["seconds"])
+  final.json (`summaries.training_seconds`)."""
+  seconds = summaries.training_seconds(final)
   return seconds, final["step"] * batch_size / max(seconds, 1e-9)
 
 

@@ -10,7 +10,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -112,6 +112,12 @@ class MetricWriter:
     if self._enabled:
       self._tb.close()
       self._jsonl.close()
+
+
+def training_seconds(final: Mapping[str, Any]) -> float:
+  """A run's training time from its final.json, over every session; one written before
+  sessions were summed has only its last session's."""
+  return final.get("total_seconds", final["seconds"])
 
 
 def format_duration(seconds: float) -> str:

@@ -104,8 +104,7 @@ def main(argv: list[str]) -> None:
   variables = None if weights is None else inception.load_inception_params(weights)
   scores = image_sets.score(sets[0], sets[1], variables, seed=_SEED.value, wanted=tuple(wanted))
   if _SAVE_STATS.value:
-    image_sets.save_statistics(Path(_SAVE_STATS.value),
-                               *image_sets.statistics(sets[0], variables))
+    metrics.save_statistics(Path(_SAVE_STATS.value), *image_sets.statistics(sets[0], variables))
   print(json.dumps({"num": [s.size for s in sets], "skipped": [len(s.skipped) for s in sets],
                     "crop": preparation.crop, "resolution": preparation.resolution,
                     **scores}))

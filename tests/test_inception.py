@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from dcgan_jax.eval import image_sets, inception, torch_pickle
+from dcgan_jax.eval import image_sets, inception, metrics, torch_pickle
 from tests.cli import run_module
 
 
@@ -434,7 +434,7 @@ def test_folder_scores_rank_blurred_faces_worse_and_statistics_stand_in_for_imag
   assert worse["fid"] > real["fid"] and worse["swd"] > real["swd"]
   assert {"kid", "is", "swd_64px", "swd_16px"} <= real.keys()
   # FID from statistics saved in pytorch-fid's layout is FID from the images.
-  image_sets.save_statistics(tmp_path / "b.npz", *image_sets.statistics(b, variables))
+  metrics.save_statistics(tmp_path / "b.npz", *image_sets.statistics(b, variables))
   from_stats = image_sets.score(a, image_sets.load_image_set(tmp_path / "b.npz", preparation),
                                 variables)
   assert from_stats["fid"] == pytest.approx(real["fid"], rel=1e-6)

@@ -10,13 +10,12 @@ data and keyed by what they were computed from.
 import functools
 import hashlib
 import json
-import zipfile
 from pathlib import Path
 
 import ml_collections
 import numpy as np
 
-from dcgan_jax import files, growth
+from dcgan_jax import growth
 from dcgan_jax.data import sources
 from dcgan_jax.eval import inception, metrics, swd
 
@@ -54,17 +53,11 @@ def reference_statistics(source: sources.Source, variables: dict, cache_path: Pa
   The features are merged into float64 moments a chunk at a time, never all held. A
   cached file that does not hold a 2048-d mean and a covariance is a one-line error
   naming it rather than recomputed over: the cache is shared by runs, written whole
-  (`files.write_npz`), and keyed by content, so a bad one is a fault to see, not a race.
+  (`metrics.save_statistics`), and keyed by content, so a bad one is a fault to see, not a race.
   """
   if cache_path.is_file():
-    try:
-      with np.load(cache_path) as cached:
-        mu, sigma = cached["mu"], cached["sigma"]
-    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
-      raise ValueError(f"{cache_path}: not readable as saved statistics ({error}); delete "
-                       f"it to compute them again") from None
-    metrics.check_statistics(mu, sigma, str(cache_path), dim=inception.POOL3_DIM)
-    return mu, sigma
+    return metrics.load_statistics(cache_path, inception.POOL3_DIM,
+                                   remedy="; delete it to compute them again")
   count = len(source) if num_images <= 0 else min(num_images, len(source))
   order = _seeded_indices(len(source), count, seed)
   moments = functools.reduce(metrics.merge_moments, (
@@ -73,7 +66,7 @@ def reference_statistics(source: sources.Source, variables: dict, cache_path: Pa
       for i in range(0, count, _READ_CHUNK)))
   mu, sigma = metrics.mean_and_covariance(moments)
   cache_path.parent.mkdir(parents=True, exist_ok=True)
-  files.write_npz(cache_path, mu=mu, sigma=sigma)
+  metrics.save_statistics(cache_path, mu, sigma)
   return mu, sigma
 
 
@@ -95,12 +88,13 @@ class Evaluator:
       weights, self.unavailable_reason = inception.find_or_download_inception_weights(
           inception_weights or None, download=download_weights)
     self.inception_variables = None if weights is None else inception.load_inception_params(weights)
-    if self.inception_variables is not None:
+    if self.inception_variables is not None and "fid" in self.wanted:
       reference_num_images = config.eval.reference_num_images
       key = reference_cache_key(config.data, config.seed, reference_num_images, weights)
       cache = cache_dir / f"inception_stats_{config.data.split}_{key}.npz"
       self.real_mu, self.real_sigma = reference_statistics(
           self.source, self.inception_variables, cache, reference_num_images, config.seed)
+    if self.inception_variables is not None and "kid" in self.wanted:
       self.real_pool3 = inception.inception_features(self.inception_variables,
                                                      self.real_images)["pool3"]
 
@@ -131,9 +125,7 @@ class Evaluator:
     scores = {}
     if "swd" in self.wanted:
       plan, real_sketches = self._swd_reference(resolution)
-      result = swd.distance(real_sketches, swd.sketch(fake_images, plan), plan)
-      scores["swd"] = result["mean"]
-      scores |= {f"swd_{r}px": v for r, v in zip(result["resolutions"], result["per_level"])}
+      scores |= swd.as_scores(swd.distance(real_sketches, swd.sketch(fake_images, plan), plan))
     if self.inception_variables is None or resolution != self.real_images.shape[1]:
       return scores
     features = inception.inception_features(self.inception_variables, fake_images)

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dcgan_jax import files
 from dcgan_jax.data import celeba_prepare, sources
 from dcgan_jax.eval import inception, metrics, swd
 
@@ -83,17 +82,6 @@ def prepared_image(path: Path, preparation: Preparation) -> np.ndarray:
     raise ValueError(f"{path}: {error}") from None
 
 
-def _load_statistics(path: Path) -> ImageSet:
-  try:
-    with np.load(path) as stats:
-      mu, sigma = stats["mu"], stats["sigma"]
-  except (OSError, KeyError, ValueError, EOFError) as error:
-    raise ValueError(f"{path} is not an .npz of Inception statistics with mu and sigma: "
-                     f"{error}") from None
-  metrics.check_statistics(mu, sigma, str(path), dim=inception.POOL3_DIM)
-  return ImageSet(path, mu=mu, sigma=sigma)
-
-
 def load_image_set(path: str | Path, preparation: Preparation, *, split: str = "train",
                    num: int | None = None, seed: int = 0) -> ImageSet:
   """The set at `path`; with `num`, that many of its images, chosen by `seed`. Folder
@@ -102,7 +90,8 @@ def load_image_set(path: str | Path, preparation: Preparation, *, split: str = "
   path = Path(path)
   rng = np.random.default_rng(seed)
   if path.suffix == ".npz":
-    return _load_statistics(path)
+    mu, sigma = metrics.load_statistics(path, inception.POOL3_DIM)
+    return ImageSet(path, mu=mu, sigma=sigma)
   if is_shards(path):
     if shards_preparation(path) != preparation:
       raise ValueError(f"{path} holds images prepared with {shards_preparation(path)}, but "
@@ -176,11 +165,7 @@ def score(set1: ImageSet, set2: ImageSet, variables: dict | None, *, seed: int =
   scores: dict[str, float] = {}
   both_images = set1.images is not None and set2.images is not None
   if "swd" in wanted and both_images:
-    resolution = set1.images.shape[1]
-    plan = swd.make_plan(max(set1.size, set2.size), resolution, seed=seed)
-    result = swd.distance(swd.sketch(set1.images, plan), swd.sketch(set2.images, plan), plan)
-    scores["swd"] = result["mean"]
-    scores |= {f"swd_{r}px": v for r, v in zip(result["resolutions"], result["per_level"])}
+    scores |= swd.as_scores(swd.sliced_wasserstein_distance(set1.images, set2.images, seed=seed))
   if variables is None or not set(wanted) & set(metrics.INCEPTION_NAMES):
     return scores
   kid = "kid" in wanted and both_images
@@ -195,11 +180,6 @@ def score(set1: ImageSet, set2: ImageSet, variables: dict | None, *, seed: int =
     inception_score = metrics.inception_score(side1.logits_unbiased)
     scores |= {"is": inception_score.mean, "is_std": inception_score.std}
   return scores
-
-
-def save_statistics(path: Path, mu: np.ndarray, sigma: np.ndarray) -> None:
-  """pytorch-fid's .npz layout: `mu` and `sigma`."""
-  files.write_npz(path, mu=mu, sigma=sigma)
 
 
 def report_skipped(image_set: ImageSet) -> None:

@@ -5,9 +5,13 @@ numbers are comparable with papers that used them; the features come from
 `dcgan_jax.inception`.
 """
 
+import zipfile
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from dcgan_jax import files
 
 NAMES = ("swd", "fid", "kid", "is")  # every score an evaluation can compute
 INCEPTION_NAMES = ("fid", "kid", "is")  # those that need the Inception weights
@@ -109,6 +113,24 @@ def check_statistics(mu: np.ndarray, sigma: np.ndarray, source: str,
   if len(eigenvalues) and eigenvalues[0] < -_STATISTICS_TOLERANCE * max(eigenvalues[-1], 0.0):
     raise ValueError(f"{source}: sigma is not a covariance: its smallest eigenvalue is "
                      f"{eigenvalues[0]:.3g} (largest {eigenvalues[-1]:.3g}), expected >= 0")
+
+
+def load_statistics(path: Path, dim: int, remedy: str = "") -> tuple[np.ndarray, np.ndarray]:
+  """mu and sigma from an .npz in pytorch-fid's layout, checked (`check_statistics`);
+  a one-line ValueError naming the file otherwise, ending with `remedy` if it cannot be
+  read at all."""
+  try:
+    with np.load(path) as saved:
+      mu, sigma = saved["mu"], saved["sigma"]
+  except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as error:
+    raise ValueError(f"{path}: not readable as saved statistics ({error}){remedy}") from None
+  check_statistics(mu, sigma, str(path), dim=dim)
+  return mu, sigma
+
+
+def save_statistics(path: Path, mu: np.ndarray, sigma: np.ndarray) -> None:
+  """pytorch-fid's .npz layout: `mu` and `sigma`, written whole or not at all."""
+  files.write_npz(path, mu=mu, sigma=sigma)
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:

@@ -244,6 +244,12 @@ def distance(sketches_a: list[Sketch], sketches_b: list[Sketch], plan: Plan) -> 
           "mean": float(np.mean(per_level))}
 
 
+def as_scores(result: dict) -> dict[str, float]:
+  """A `distance` result as scores: `swd` (the mean) and `swd_<R>px` per level."""
+  return {"swd": result["mean"],
+          **{f"swd_{r}px": v for r, v in zip(result["resolutions"], result["per_level"])}}
+
+
 def sliced_wasserstein_distance(images_a: np.ndarray, images_b: np.ndarray, *, seed: int = 0,
                                 **plan_options) -> dict:
   """`distance` between two sets of uint8 (N, R, R, C) images (counts may differ), with

@@ -26,10 +26,7 @@ def run_facts(final: dict | None, evaluations: dict[str, dict[str, float]]
   the last and best evaluation scores (from metrics.jsonl)."""
   facts = []
   if final:
-    # Every session's time; final.json files written before sessions were summed have
-    # only the last session's.
-    seconds = final.get("total_seconds", final["seconds"])
-    facts.append(("wall time", summaries.format_duration(seconds)))
+    facts.append(("wall time", summaries.format_duration(summaries.training_seconds(final))))
     if "img_per_s" in final.get("metrics", {}):
       facts.append(("img/s (last log)", f"{final['metrics']['img_per_s']:,.0f}"))
   for which in ("last", "best"):
