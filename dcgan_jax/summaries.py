@@ -57,6 +57,14 @@ def read_metrics(path: Path) -> MetricRows:
 EVAL_PREFIX = "eval_"
 
 
+def training_scalars_at(rows: MetricRows, step: int) -> dict[str, float]:
+  """The training scalars logged at `step` (its last row without evaluation scores); {}
+  when none was logged there."""
+  logged = [row for row in rows if row["step"] == step
+            and not any(key.startswith(EVAL_PREFIX) for key in row)]
+  return {k: v for k, v in logged[-1].items() if k != "step"} if logged else {}
+
+
 def evaluation_scores(rows: MetricRows) -> dict[str, dict[str, float]]:
   """{"last": ..., "best": ...}: the scores of the last evaluation and of the best one
   by `evaluator.selection_metric`), each with its step; {} without any.

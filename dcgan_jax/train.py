@@ -25,6 +25,7 @@ from dcgan_jax import (checkpointing, config_checks, files, generate, parallel, 
                        summaries)
 from dcgan_jax.data import pipeline, sources
 from dcgan_jax.eval import evaluator as evaluation
+from dcgan_jax.report import page
 from dcgan_jax.train_state import (GanSetup, TrainState, abstract_state, init_state_on,
                                    setup_from_config, state_fingerprint)
 
@@ -182,11 +183,16 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
                      f"{num_steps:,}; it is left as it is: raise the length to continue it, "
                      f"or use a new --workdir")
   config_json = run_dir.config_to_write(workdir, config, resume_step, allow_changes)
-  if resume_step == num_steps and (workdir / "final.json").exists():
-    if is_main_process:
-      print(f"run complete at step {num_steps}; raise train.num_steps to continue", flush=True)
-    manager.close()
-    return json.loads((workdir / "final.json").read_text())
+  final_path = workdir / "final.json"
+  if resume_step == num_steps and final_path.exists():
+    final = json.loads(final_path.read_text())
+    if final["step"] == num_steps:
+      manager.close()
+      if is_main_process:
+        if config.train.write_report and page.report_step(workdir / "report") != num_steps:
+          print(f"report {_write_report(config, workdir) / 'index.html'}", flush=True)
+        print(f"run complete at step {num_steps}; raise train.num_steps to continue", flush=True)
+      return final
   if is_main_process:
     files.write_json(workdir / "config.json", config_json)
     epochs = images_in_steps(setup, config.train.batch_size, num_steps) / len(source)
@@ -235,14 +241,17 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     if grids:
       written.append(f"samples {grids[-1]}")
     if config.train.write_report:
-      print("writing the report...", flush=True)
-      # matplotlib is imported only here.
-      from dcgan_jax.report import assemble, neighbours  # pylint: disable=g-import-not-at-top
-      report_dir = assemble.write_report(workdir, neighbour_space=neighbours.neighbour_space(
-          config.eval.inception_weights or None))
-      written.append(f"report {report_dir / 'index.html'}")
+      written.append(f"report {_write_report(config, workdir) / 'index.html'}")
     print("\n".join(written), flush=True)
   return final
+
+
+def _write_report(config: ml_collections.ConfigDict, workdir: Path) -> Path:
+  print("writing the report...", flush=True)
+  # matplotlib is imported only here.
+  from dcgan_jax.report import assemble, neighbours  # pylint: disable=g-import-not-at-top
+  return assemble.write_report(workdir, neighbour_space=neighbours.neighbour_space(
+      config.eval.inception_weights or None))
 
 
 def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
@@ -292,7 +301,9 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       "sample grid": config.train.sample_every,
       "evaluation": config.eval.every_steps if evaluator else 0,
       "checkpoint": config.train.checkpoint_every}, expected_pauses=expected_pauses)
-  last_scalars: dict[str, float] = {}
+  # A run stopped after its last step was logged resumes with nothing left to train.
+  last_scalars = summaries.training_scalars_at(summaries.read_metrics(workdir / "metrics.jsonl"),
+                                               first_step)
   pending = None  # (step, metrics) of the last log step, read one step late.
   best_score = math.inf
 

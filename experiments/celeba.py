@@ -79,8 +79,7 @@ def main(argv: list[str]) -> None:
   except (ValueError, FileNotFoundError) as error:  # Bad flags, config or data: one line.
     cli.fail(error)
   except train.TrainingStopped as stopped:
-    print(stopped, file=sys.stderr, flush=True)
-    sys.exit(1)
+    cli.exit_stopped(stopped)
 
 
 if __name__ == "__main__":

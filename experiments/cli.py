@@ -5,14 +5,19 @@ file, a bad value) ends in one line on stderr, `error: ...`, and exit code 2, be
 anything is written.
 """
 
+import gc
+import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from absl import app, flags
 
 USAGE_ERROR = 2
+STOPPED = 1
 
 
 def fail(message: object) -> NoReturn:
@@ -113,11 +118,63 @@ def given(flag: str) -> bool:
   return flag in flags.FLAGS and flags.FLAGS[flag].present
 
 
+class Stopped(KeyboardInterrupt):
+  """SIGINT or SIGTERM outside training's loop (which stops itself after a step)."""
+
+
+_main_started = False
+
+
+def _in_ignoring_callback(frame) -> bool:
+  """Whether the signal arrived inside a garbage collector callback or a finaliser, where
+  an exception is printed and dropped instead of raised."""
+  callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+  while frame is not None:
+    if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+      return True
+    frame = frame.f_back
+  return False
+
+
+def _on_signal(signum: int, frame) -> None:
+  name = signal.Signals(signum).name
+  if not _main_started:  # still importing or parsing flags: nothing is written yet
+    _stop(f"stopped by {name} before starting; nothing was written")
+  if _in_ignoring_callback(frame):
+    threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()  # delivered again, outside
+    return
+  raise Stopped(name)
+
+
+def install_signal_handlers() -> None:
+  """SIGINT and SIGTERM end the command with `run`'s one line."""
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, _on_signal)
+
+
+def exit_stopped(message: object) -> NoReturn:
+  """Training stopped with its work saved (a signal in its loop, or divergence): the line
+  says how to go on."""
+  print(message, file=sys.stderr, flush=True)
+  sys.exit(STOPPED)
+
+
+def _stop(message: str) -> NoReturn:
+  """Prints the line and ends the process at once. After an interrupt inside XLA (a
+  compilation, say) the interpreter's own shutdown can crash in JAX's runtime, so it is
+  skipped: by now the `finally` blocks have closed the workers, the checkpoint writers and
+  the lock, and every file is written under a temporary name and renamed."""
+  print(message, file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(STOPPED)
+
+
 def run(main: Callable[[list[str]], None],
         parser: Callable[[list[str]], list[str]] = parse_flags) -> None:
   """app.run(main) with `parse_flags` (or a parser built on it); a usage error (a stray
   argument, a missing path) and a path that cannot be written are `fail`'s one line,
-  not the whole usage text or a traceback."""
+  not the whole usage text or a traceback. SIGINT and SIGTERM, at any moment, end the
+  command with one line and exit code 1; running it again finishes the work."""
   def main_failing_in_one_line(argv: list[str]) -> None:
     try:
       main(argv)
@@ -127,5 +184,13 @@ def run(main: Callable[[list[str]], None],
       if error.filename is None:
         raise
       fail(f"{error.filename}: {error.strerror or error}; check the path and its permissions")
+    except KeyboardInterrupt as stopped:
+      _stop(f"stopped by {stopped or 'SIGINT'}; run the same command to finish")
 
-  app.run(main_failing_in_one_line, flags_parser=parser)
+  def started_main(argv: list[str]) -> None:
+    global _main_started
+    _main_started = True
+    main_failing_in_one_line(argv)
+
+  install_signal_handlers()
+  app.run(started_main, flags_parser=parser)

@@ -18,7 +18,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from dcgan_jax import compare, run_dir
+from dcgan_jax import compare, run_dir, train
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the compared runs.", required=True)
@@ -63,6 +63,8 @@ def main(argv: list[str]) -> None:
                              _WEIGHTS.value)
   except (ValueError, FileNotFoundError) as error:
     cli.fail(error)
+  except train.TrainingStopped as stopped:
+    cli.exit_stopped(stopped)
   del report
   print((Path(_WORKDIR.value) / "compare.md").read_text(), end="")
 

@@ -9,8 +9,6 @@ interruption (Ctrl-C, SIGTERM or SIGKILL) finishes the work; the record format i
 documented in dcgan_jax/data/shards.py.
 """
 
-import signal
-import sys
 from pathlib import Path
 
 from absl import app, flags
@@ -28,11 +26,6 @@ _NUM_WORKERS = flags.DEFINE_integer("num_workers", None,
                                     "Decoding processes (default: all cores this process can use).")
 
 
-def _interrupt(signum: int, frame: object) -> None:
-  del frame
-  raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -41,16 +34,12 @@ def main(argv: list[str]) -> None:
     cli.fail(f"{' and '.join(missing)} required, e.g. {shards.prepare_command('data/celeba64')}")
   config = celeba_prepare.PrepareConfig(resolution=_RESOLUTION.value, crop=_CROP.value,
                                 num_shards=_NUM_SHARDS.value, split=_SPLIT.value)
-  # SIGTERM, like Ctrl-C, raises: prepare then stops its workers before this process ends.
-  for signum in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(signum, _interrupt)
+  # SIGTERM, like Ctrl-C, raises (cli.run): prepare then stops its workers before this
+  # process ends.
   try:
     celeba_prepare.prepare(Path(_SRC.value), Path(_OUT.value), config, _NUM_WORKERS.value)
   except celeba_prepare.PrepareError as error:
     cli.fail(error)
-  except KeyboardInterrupt as stopped:
-    print(f"stopped by {stopped}; run the same command to finish", file=sys.stderr)
-    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import psutil
 import pytest
 
 from dcgan_jax import checkpointing, run_dir, steps, summaries, train
+from dcgan_jax.report import page
 from dcgan_jax.train_state import abstract_state, setup_from_config
 from tests.cli import REPO, SYNTHETIC_TINY, train as train_cli
 from tests.runs import tiny_config, train_tiny
@@ -126,6 +128,58 @@ def test_ctrl_c_saves_and_exits_with_one_line(tmp_path):
   assert process.returncode == 1 and "Traceback" not in stderr
   assert stderr.strip().splitlines()[-1].startswith("stopped by SIGINT at step ")
   assert len(_checkpoint_steps(tmp_path)) == 1
+
+
+def _handles_sigterm(pid: int) -> bool:
+  """Whether the process has installed its SIGTERM handler (Python's own catches SIGINT)."""
+  status = Path(f"/proc/{pid}/status").read_text()
+  caught = int(re.search(r"SigCgt:\s*([0-9a-f]+)", status).group(1), 16)
+  return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def _signal_at(workdir: Path, phase: str, signum: int, *overrides: str) -> tuple[int, str]:
+  """Starts training, sends `signum` once it prints a line starting with `phase` ("" for
+  as soon as it handles signals, while it still imports JAX); returns the exit code and
+  stderr, after checking that no process it started is left."""
+  process = _start_training(workdir, *overrides)
+  if phase:
+    while not (line := process.stdout.readline()).startswith(phase):
+      assert line, f"no line {phase!r}:\n{process.stderr.read()[-3000:]}"
+  else:
+    while not _handles_sigterm(process.pid):
+      time.sleep(0.01)
+  children = psutil.Process(process.pid).children(recursive=True)
+  process.send_signal(signum)
+  _, stderr = process.communicate(timeout=120)
+  deadline = time.time() + 10  # multiprocessing's resource tracker ends when its pipe closes
+  while any(_alive(child.pid) for child in children) and time.time() < deadline:
+    time.sleep(0.05)
+  assert not any(_alive(child.pid) for child in children)
+  return process.returncode, stderr
+
+
+def test_a_signal_at_any_phase_is_one_line_and_the_same_command_finishes_the_run(tmp_path):
+  workdir = tmp_path / "run"
+  run = ("--config.train.write_report=True", "--config.data.num_workers=1")
+  assert _signal_at(workdir, "", signal.SIGINT, *run) == (
+      1, "stopped by SIGINT before starting; nothing was written\n")
+  assert not workdir.exists()
+  # Creating the state and compiling the step; the loop, once in it, stops after a step.
+  code, stderr = _signal_at(workdir, "training 8 steps", signal.SIGINT, *run)
+  assert code == 1 and re.fullmatch(
+      r"stopped by SIGINT(; run the same command to finish| at step 1 of 8, saved in .*)\n",
+      stderr), stderr
+  assert _signal_at(workdir, "writing the report...", signal.SIGTERM, *run) == (
+      1, "stopped by SIGTERM; run the same command to finish\n")
+  assert json.loads((workdir / "final.json").read_text())["step"] == 8
+  assert page.report_step(workdir / "report") is None
+  assert not list((workdir / "report").glob(".*.tmp"))
+
+  finished = train_cli(workdir, *run)
+  assert finished.stdout.splitlines() == [
+      "writing the report...", f"report {workdir / 'report' / 'index.html'}",
+      "run complete at step 8; raise train.num_steps to continue"]
+  assert page.report_step(workdir / "report") == 8
 
 
 def _poisoned_from(step: int):

@@ -2,6 +2,7 @@
 
 import html
 from pathlib import Path
+import re
 
 import ml_collections
 from PIL import Image
@@ -85,3 +86,13 @@ th {{ text-align: left; padding: 0 1em 0 0; font-weight: normal; color: #444; }}
 {notes_html}{figures}
 </body></html>
 """
+
+
+def report_step(report_dir: Path) -> int | None:
+  """The checkpoint step the report in `report_dir` describes (None without one). Its
+  index.html is written last: a report cut short leaves the earlier report's step."""
+  index = report_dir / "index.html"
+  if not index.exists():
+    return None
+  found = re.search(r"<p>Checkpoint step (\d+)\.", index.read_text())
+  return int(found.group(1)) if found else None
