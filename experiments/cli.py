@@ -123,6 +123,7 @@ class Stopped(KeyboardInterrupt):
 
 
 _main_started = False
+_stopping = False
 
 
 def _in_ignoring_callback(frame) -> bool:
@@ -137,12 +138,18 @@ def _in_ignoring_callback(frame) -> bool:
 
 
 def _on_signal(signum: int, frame) -> None:
+  """The first signal raises Stopped; later ones change nothing, so that they cannot
+  interrupt the clean-up the first one started."""
+  global _stopping
   name = signal.Signals(signum).name
   if not _main_started:  # still importing or parsing flags: nothing is written yet
     _stop(f"stopped by {name} before starting; nothing was written")
+  if _stopping:
+    return
   if _in_ignoring_callback(frame):
     threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()  # delivered again, outside
     return
+  _stopping = True
   raise Stopped(name)
 
 
@@ -154,7 +161,9 @@ def install_signal_handlers() -> None:
 
 def exit_stopped(message: object) -> NoReturn:
   """Training stopped with its work saved (a signal in its loop, or divergence): the line
-  says how to go on."""
+  says how to go on. Signals from now on change nothing (JAX's exit handlers still run)."""
+  global _stopping
+  _stopping = True
   print(message, file=sys.stderr, flush=True)
   sys.exit(STOPPED)
 

@@ -9,6 +9,11 @@ REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_TINY = "experiments/configs/synthetic.py:tiny"
 
 
+def with_xla_flags(*extra: str) -> dict[str, str]:
+  """An environment's XLA_FLAGS: the suite's own (see conftest) and `extra`."""
+  return {"XLA_FLAGS": " ".join([os.environ.get("XLA_FLAGS", ""), *extra]).strip()}
+
+
 def run_module(module: str, *args: str, env: dict[str, str] | None = None,
                check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
   full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}

@@ -6,7 +6,6 @@ import tempfile
 
 import pytest
 
-from tests.preset_runs import train_presets
 from tests.runs import train_tiny
 
 _CACHE_DIR = pytest.StashKey[str]()
@@ -19,6 +18,10 @@ _TEST_ENV = {
     # Evaluations in tests never try to fetch the Inception weights from the network.
     "DCGAN_JAX_OFFLINE": "1",
 }
+# The tests' programs are tiny and their time is XLA's compilation: the backend's
+# optimisations are off for them, in this process and in those they start, which halves
+# the suite. Values a test compares are all computed under these flags.
+_TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 
 def pytest_configure(config):
@@ -29,7 +32,8 @@ def pytest_configure(config):
                                      "another instruction set")
   cache_dir = tempfile.mkdtemp(prefix="dcgan_jax_tests_xla_cache_")
   config.stash[_CACHE_DIR] = cache_dir
-  os.environ.update(_TEST_ENV, JAX_COMPILATION_CACHE_DIR=cache_dir)
+  os.environ.update(_TEST_ENV, JAX_COMPILATION_CACHE_DIR=cache_dir,
+                    XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {_TEST_XLA_FLAGS}".strip())
   import jax  # pylint: disable=g-import-not-at-top  (after the environment is set)
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
@@ -47,11 +51,3 @@ def tiny_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("tiny_run")
   train_tiny(workdir)
   return workdir
-
-
-@pytest.fixture(scope="session")
-def preset_runs(tmp_path_factory):
-  """Every preset's `:tiny` run on one device, trained once: (directory, final.json of
-  each preset by name). Read them, never write into them."""
-  workdir = tmp_path_factory.mktemp("presets")
-  return workdir, train_presets(workdir)

@@ -1,5 +1,6 @@
 """CelebA preparation (every accepted --src form, bad input, restarts) and the shard reader."""
 
+import dataclasses
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import psutil
 import pytest
@@ -20,7 +22,7 @@ from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 
 from dcgan_jax import files, generate, train
-from dcgan_jax.data import celeba_prepare, pipeline, shards
+from dcgan_jax.data import celeba_prepare, pipeline, shards, sources
 from experiments.configs import cdcgan, celeba64
 from tests.cli import REPO, run_module
 
@@ -632,11 +634,29 @@ def test_loader_covers_every_prepared_image_once_per_epoch_with_its_attributes(s
                           for n in names)
 
 
-def _train_on_prepared_faces(sample, tmp_path: Path, config) -> dict:
+def test_larger_prepared_faces_are_read_reduced_by_block_means_and_smaller_ones_refused(
+    sample, tmp_path):
+  celeba_prepare.prepare(_only(sample[0], "img_align_celeba"), tmp_path / "out",
+                         dataclasses.replace(CONFIG, resolution=4 * RESOLUTION))
+  data = ml_collections.ConfigDict({"source": "celeba", "dir": str(tmp_path / "out"),
+                                    "split": "train", "resolution": RESOLUTION})
+  reduced, full = sources.create_source(data, seed=0), shards.PreparedImages(tmp_path / "out")
+  assert reduced.resolution == RESOLUTION and len(reduced) == len(full)
+  for index in (0, len(full) - 1):
+    np.testing.assert_array_equal(reduced[index]["image"],
+                                  np.asarray(Image.fromarray(full[index]["image"]).reduce(4)))
+  data.resolution = 8 * RESOLUTION
+  with pytest.raises(ValueError, match=f"holds {4 * RESOLUTION}px images but data.resolution "
+                                       f"is {8 * RESOLUTION}"):
+    sources.create_source(data, seed=0)
+
+
+def _train_on_prepared_faces(sample, tmp_path: Path, config,
+                             prepare_config: celeba_prepare.PrepareConfig = CONFIG) -> dict:
   """Four steps of `config` on the sample faces prepared with their attributes."""
   root, _, _ = sample
   celeba_prepare.prepare(_only(root, "img_align_celeba", "list_attr_celeba.txt"),
-                         tmp_path / "data", CONFIG)
+                         tmp_path / "data", prepare_config)
   config.data.dir, config.train.num_steps = str(tmp_path / "data"), 4
   final = train.train_and_evaluate(config, tmp_path / "run")
   assert final["step"] == 4 and np.isfinite(final["metrics"]["d_loss"])
@@ -644,8 +664,9 @@ def _train_on_prepared_faces(sample, tmp_path: Path, config) -> dict:
 
 
 @pytest.mark.slow
-def test_training_on_prepared_faces_with_their_attributes(sample, tmp_path):
-  _train_on_prepared_faces(sample, tmp_path, celeba64.get_config("tiny"))
+def test_a_tiny_config_trains_on_prepared_faces_of_a_larger_resolution(sample, tmp_path):
+  _train_on_prepared_faces(sample, tmp_path, celeba64.get_config("tiny"),
+                           dataclasses.replace(CONFIG, resolution=2 * RESOLUTION))
   assert (tmp_path / "run" / "samples" / "step_0000004.png").exists()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import run_module
+from tests.cli import run_module, with_xla_flags
 
 
 def _another_instruction_set() -> str:
@@ -27,7 +27,7 @@ def _another_instruction_set() -> str:
 def test_bit_exact_tests_pass_under_another_instruction_set():
   isa = _another_instruction_set()
   result = run_module("pytest", "-q", "-m", "bit_exact and not slow", "-p", "no:cacheprovider",
-                      "tests", env={"XLA_FLAGS": f"--xla_cpu_max_isa={isa}"}, check=False,
+                      "tests", env=with_xla_flags(f"--xla_cpu_max_isa={isa}"), check=False,
                       timeout=600)
   summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
   assert result.returncode == 0, f"under --xla_cpu_max_isa={isa}: {summary}\n{result.stdout[-3000:]}"

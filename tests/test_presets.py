@@ -1,17 +1,29 @@
 """Every preset builds its variant and trains (its `:tiny` variant, on synthetic faces)."""
 
 import importlib
+import json
 
+import jax
 import numpy as np
 import pytest
 
-from dcgan_jax import variants
-from dcgan_jax.data import synthetic_faces
+from dcgan_jax import checkpointing, variants
+from dcgan_jax.data import sources, synthetic_faces
+from dcgan_jax.train_state import abstract_state, setup_from_config
 from experiments.configs import celeba64, dcgan
-from tests.preset_runs import NUM_STEPS, PRESETS
+from tests.cli import run_module, with_xla_flags
+from tests.preset_runs import NUM_STEPS, PRESETS, tiny_preset, train_presets
 
 # Trains whole runs (several, or in other processes): left out of the quick check.
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def preset_runs(tmp_path_factory):
+  """Every preset's `:tiny` run on one device, trained once: (directory, final.json of
+  each preset by name). Read them, never write into them."""
+  workdir = tmp_path_factory.mktemp("presets")
+  return workdir, train_presets(workdir)
 
 
 def _preset(name: str, variant: str = ""):
@@ -38,3 +50,36 @@ def test_preset_trains_its_tiny_variant(name, preset_runs):
   assert final["step"] == NUM_STEPS
   assert final["metrics"].keys() >= {"d_loss", "g_loss"}
   assert all(np.isfinite(v) for v in final["metrics"].values())
+
+
+def test_every_preset_trains_the_same_model_on_four_devices(preset_runs, tmp_path):
+  """Each preset's networks, loss, penalty and normalisation."""
+  one = preset_runs[0]
+  run_module("tests.preset_runs", tmp_path, env=with_xla_flags("--xla_force_host_platform_device_count=4"))
+  for name in PRESETS:
+    assert json.loads((tmp_path / name / "final.json").read_text())["num_devices"] == 4
+    config = tiny_preset(name)
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    setup = setup_from_config(config,
+                              sources.create_source(config.data, config.seed).attribute_names)
+    a, b = (checkpointing.restore_state(run / name / "checkpoints",
+                                        abstract_state(setup, sharding))
+            for run in (one, tmp_path))
+    assert int(a.step) == int(b.step) == NUM_STEPS
+    first = [json.loads((run / name / "metrics.jsonl").read_text().splitlines()[0])
+             for run in (one, tmp_path)]
+    for key in ("d_loss", "d_real", "d_fake"):  # D's first pass, before any update
+      np.testing.assert_allclose(first[1][key], first[0][key], rtol=1e-4, atol=1e-6,
+                                 err_msg=f"{name} {key}")
+    # G's loss comes after one D update, which the amplified rounding below moves a little.
+    np.testing.assert_allclose(first[1]["g_loss"], first[0]["g_loss"], rtol=1e-3, atol=1e-3,
+                               err_msg=f"{name} g_loss")
+    # The parameters agree up to the order of floating-point sums, which Adam amplifies
+    # where a gradient is nearly zero: with beta1 = 0 its first updates move a parameter
+    # by about +-lr whatever the gradient's size, so rounding that flips a tiny
+    # gradient's sign moves that parameter by up to 2 lr per update. A data-parallel
+    # error (statistics per device, a mis-sharded batch) moves all of them.
+    bound = 2 * max(config.train.g_lr, config.train.d_lr) * NUM_STEPS
+    x, y = (np.concatenate([np.ravel(leaf) for leaf in jax.tree.leaves(s)]) for s in (a, b))
+    off = ~np.isclose(x, y, rtol=1e-4, atol=1e-5)
+    assert off.mean() < 0.01 and np.all(np.abs(x - y)[off] <= bound), (name, off.mean())

@@ -12,7 +12,7 @@ from PIL import Image
 from dcgan_jax import checkpointing, generate, growth, summaries, train
 from dcgan_jax.train_state import abstract_state, setup_from_config
 from experiments.configs import progan128
-from tests.cli import run_module
+from tests.cli import run_module, with_xla_flags
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +91,7 @@ def test_samples_evaluation_and_report_follow_the_growth(straight_run):
 def test_four_devices_grow_the_same_model(straight_run, tmp_path):
   straight_dir, _ = straight_run
   run_module("experiments.celeba", "--workdir", tmp_path, "--config", "progan128:tiny",
-             env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+             env=with_xla_flags("--xla_force_host_platform_device_count=4"))
   assert json.loads((tmp_path / "final.json").read_text())["num_devices"] == 4
   config = _config()
   setup = setup_from_config(config)

@@ -138,9 +138,9 @@ def _handles_sigterm(pid: int) -> bool:
 
 
 def _signal_at(workdir: Path, phase: str, signum: int, *overrides: str) -> tuple[int, str]:
-  """Starts training, sends `signum` once it prints a line starting with `phase` ("" for
-  as soon as it handles signals, while it still imports JAX); returns the exit code and
-  stderr, after checking that no process it started is left."""
+  """Starts training, sends a storm of `signum` once it prints a line starting with
+  `phase` ("" for as soon as it handles signals, while it still imports JAX); returns the
+  exit code and stderr, after checking that no process it started is left."""
   process = _start_training(workdir, *overrides)
   if phase:
     while not (line := process.stdout.readline()).startswith(phase):
@@ -149,7 +149,9 @@ def _signal_at(workdir: Path, phase: str, signum: int, *overrides: str) -> tuple
     while not _handles_sigterm(process.pid):
       time.sleep(0.01)
   children = psutil.Process(process.pid).children(recursive=True)
-  process.send_signal(signum)
+  for _ in range(10):
+    process.send_signal(signum)  # nothing once it has ended
+    time.sleep(0.02)
   _, stderr = process.communicate(timeout=120)
   deadline = time.time() + 10  # multiprocessing's resource tracker ends when its pipe closes
   while any(_alive(child.pid) for child in children) and time.time() < deadline:

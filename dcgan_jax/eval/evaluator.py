@@ -38,7 +38,8 @@ def reference_cache_key(data_config: ml_collections.ConfigDict, seed: int,
   if data_config.source == "celeba":
     from dcgan_jax.data import shards  # pylint: disable=g-import-not-at-top
     metadata = shards.load_metadata(data_config.dir)
-    identity = [metadata["source_fingerprint"], metadata["crop"], metadata["resolution"],
+    # The resolution trained at: prepared images larger than it are reduced on reading.
+    identity = [metadata["source_fingerprint"], metadata["crop"], data_config.resolution,
                 data_config.split]
   else:
     identity = [data_config.source, data_config.num_images, data_config.resolution, seed]
