@@ -143,7 +143,7 @@ def set_aside(manager: ocp.CheckpointManager, step: int) -> Path:
   """Moves checkpoint `step` out of the manager's directory, into a sibling
   `<directory>_unusable/` (renamed, never deleted), and returns where it went."""
   directory = Path(manager.directory)
-  aside = directory.with_name(directory.name + "_unusable") / f"{step}-{int(time.time())}"
+  aside = _set_aside_directory(directory) / f"{step}-{int(time.time())}"
   aside.parent.mkdir(exist_ok=True)
   (directory / str(step)).rename(aside)
   manager.reload()
@@ -160,8 +160,24 @@ def restore_latest_usable(manager: ocp.CheckpointManager, abstract_state: TrainS
       return restore(manager, abstract_state, data_iterator, step)
     except UnusableCheckpoint as error:
       report(f"{error}; moved to {set_aside(manager, step)}")
-  raise ValueError(f"no usable checkpoint in {manager.directory} (the unusable ones are in "
-                   f"{manager.directory}_unusable); restore one or use a new --workdir")
+  raise no_usable_checkpoint(Path(manager.directory))
+
+
+def _set_aside_directory(directory: Path) -> Path:
+  return directory.with_name(directory.name + "_unusable")
+
+
+def check_not_all_set_aside(directory: Path) -> None:
+  """A run whose checkpoints were all set aside is not started again from step 0."""
+  aside = _set_aside_directory(directory)
+  steps = [p for p in directory.iterdir() if p.name.isdigit()] if directory.is_dir() else []
+  if not steps and aside.is_dir() and any(aside.iterdir()):
+    raise no_usable_checkpoint(directory)
+
+
+def no_usable_checkpoint(directory: Path) -> ValueError:
+  return ValueError(f"no usable checkpoint in {directory} (the unusable ones are in "
+                    f"{_set_aside_directory(directory)}); restore one or use a new --workdir")
 
 
 def restore_state(directory: Path, abstract_state: TrainState,

@@ -18,19 +18,28 @@ def temporary_name(name: str) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-  """A temporary name beside `path` to write to; when the block ends without an error,
-  the file is synced to disk and renamed over `path`. An interrupted write leaves the old
-  file (or none), never a truncated one."""
+  """A temporary name beside `path` to write to, where nothing is (a leftover, even a
+  symbolic link planted there, is removed, not written through); when the block ends
+  without an error, the file is synced to disk and renamed over `path` (a link at `path`
+  is replaced, not followed). An interrupted write leaves the old file (or none), never a
+  truncated one."""
   tmp = path.with_name(temporary_name(path.name))
+  if os.path.lexists(tmp):
+    os.unlink(tmp)
   yield tmp
-  with open(tmp, "rb+") as f:
-    os.fsync(f.fileno())
+  fd = os.open(tmp, os.O_RDWR | os.O_NOFOLLOW)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
   os.replace(tmp, path)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
   with atomic_path(path) as tmp:
-    tmp.write_bytes(data)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644),
+                   "wb") as f:
+      f.write(data)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -111,7 +111,7 @@ def config_to_write(workdir: Path, config: ml_collections.ConfigDict, resume_ste
   changed key is in `allow_changes` (a subset of RETRY_KEYS); then the change is recorded."""
   path = workdir / "config.json"
   current = config_as_dict(config)
-  if resume_step is None:
+  if resume_step is None and not path.exists():
     return current
   if not path.exists():
     raise ValueError(f"{workdir} holds checkpoints but no config.json, so they cannot be "
@@ -127,10 +127,12 @@ def config_to_write(workdir: Path, config: ml_collections.ConfigDict, resume_ste
     retry = (f", or --allow_changes={','.join(refused)} to retry from its checkpoints with "
              f"{'these settings' if len(refused) > 1 else 'this setting'}"
              if set(refused) <= RETRY_KEYS else "")
-    raise ValueError(f"{workdir} holds checkpoints of a run with a different config "
-                     f"({details}); use a new --workdir or the original config{retry}.")
+    # Without a checkpoint yet, the run's metrics would mix two models.
+    raise ValueError(f"{workdir} holds {'checkpoints of ' if resume_step else ''}a run with a "
+                     f"different config ({details}); use a new --workdir or the original "
+                     f"config{retry}.")
   if keys:
-    record = [*record, {"step": resume_step, "changed": {
+    record = [*record, {"step": resume_step or 0, "changed": {
         k: [flatten(saved).get(k), flatten(current).get(k)] for k in keys}}]
   return current | ({RESUME_CHANGES: record} if record else {})
 
@@ -155,7 +157,11 @@ def locked(workdir: Path) -> Iterator[None]:
   """Holds DIR/.lock while the run writes DIR. A second process is refused at once,
   naming the holder; the lock is an flock, which the OS releases when its process dies,
   so a dead run's lock is simply taken over."""
-  fd = os.open(workdir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+  lock = workdir / LOCK_NAME
+  if lock.is_symlink():  # opened, it would write into whatever it points at
+    raise ValueError(f"{lock} is a symbolic link; remove it (the lock is a file of the run's "
+                     f"own)")
+  fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
   try:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

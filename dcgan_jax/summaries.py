@@ -50,8 +50,20 @@ def read_metrics(path: Path) -> MetricRows:
   """The rows of metrics.jsonl; a last line still being written (no newline yet) is left out."""
   if not path.exists():
     return []
-  lines = path.read_text().splitlines(keepends=True)
-  return [json.loads(line) for line in lines if line.endswith("\n") and line.strip()]
+  rows = []
+  for number, line in enumerate(path.read_text().splitlines(keepends=True), start=1):
+    if not (line.endswith("\n") and line.strip()):
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as error:
+      raise ValueError(f"{path} line {number} is not a JSON row ({error}); remove or repair "
+                       f"that line") from None
+    if not (isinstance(row, dict) and isinstance(row.get("step"), int)):
+      raise ValueError(f"{path} line {number} is not a row of a step's scalars; remove or "
+                       f"repair that line")
+    rows.append(row)
+  return rows
 
 
 EVAL_PREFIX = "eval_"

@@ -314,6 +314,21 @@ def test_no_usable_checkpoint_stops_instead_of_starting_over(checkpointed_run, t
   assert len(list((workdir / "checkpoints_unusable").iterdir())) == 3
   assert _checkpoint_steps(workdir) == []
   assert json.loads((workdir / "final.json").read_text())["step"] == 8  # untouched
+  before = (workdir / "metrics.jsonl").read_bytes()
+  with pytest.raises(ValueError, match=r"^no usable checkpoint in "):  # nor the second time
+    train_tiny(workdir, {"train.checkpoint_every": 2, "train.num_steps": 10})
+  assert (workdir / "metrics.jsonl").read_bytes() == before and _checkpoint_steps(workdir) == []
+
+
+def test_a_run_stopped_before_its_first_checkpoint_restarts_only_with_its_own_config(tmp_path):
+  train_tiny(tmp_path, {"train.num_steps": 2, "train.checkpoint_every": 100})
+  shutil.rmtree(tmp_path / "checkpoints")
+  before = (tmp_path / "metrics.jsonl").read_bytes()
+  with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path))} holds a run with a "
+                                       rf"different config \(model.nf: 8 -> 16\)"):
+    train_tiny(tmp_path, {"train.num_steps": 2, "model.nf": 16})
+  assert (tmp_path / "metrics.jsonl").read_bytes() == before
+  train_tiny(tmp_path, {"train.num_steps": 2})
 
 
 def test_checkpoints_without_a_config_json_are_not_resumed(checkpointed_run, tmp_path):
@@ -347,6 +362,18 @@ def test_a_lock_held_by_a_live_process_refuses_and_a_dead_ones_is_taken_over(tmp
   # What a killed run leaves: the file, without the flock the OS dropped with its process.
   (workdir / run_dir.LOCK_NAME).write_text("process 4194000 on elsewhere\n")
   assert train_tiny(workdir, {"train.num_steps": 2})["step"] == 2
+
+
+def test_a_final_json_older_than_the_last_checkpoint_is_written_again(tmp_path):
+  """As after a run extended from 4 to 8 steps and stopped at step 8, after its last
+  checkpoint but before final.json."""
+  earlier = train_tiny(tmp_path, {"train.num_steps": 4})
+  complete = train_tiny(tmp_path)
+  (tmp_path / "final.json").write_text(json.dumps(earlier))
+  rewritten = train_tiny(tmp_path)
+  assert rewritten["step"] == 8 and rewritten["metrics"] == complete["metrics"]
+  assert rewritten["state_fingerprint"] == complete["state_fingerprint"]
+  assert json.loads((tmp_path / "final.json").read_text()) == rewritten
 
 
 def test_final_json_records_the_last_and_the_best_evaluation(tmp_path):

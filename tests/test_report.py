@@ -80,6 +80,14 @@ def test_metrics_are_read_as_a_resumed_run_leaves_them(tmp_path):
   assert figures.training_metric_names(read) == ["d_loss"]
 
 
+@pytest.mark.parametrize("damaged", ['{"step": 4, "d_lo', '[1, 2]'])
+def test_a_damaged_metrics_row_is_one_line_naming_the_file_and_line(tmp_path, damaged):
+  path = tmp_path / "metrics.jsonl"
+  path.write_text(json.dumps({"step": 2, "d_loss": 1.0}) + "\n" + damaged + "\n")
+  with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} line 2 is not a "):
+    summaries.read_metrics(path)
+
+
 def test_nearest_neighbours_are_the_brute_force_nearest():
   """At a realistic count, with near-copies of the queries among the candidates: their
   distance (1 grey level in one pixel) is 1e-4 of the images' norms, which the expanded

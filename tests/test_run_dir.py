@@ -1,6 +1,12 @@
-"""Which config changes a resumed run accepts."""
+"""Which config changes a resumed run accepts, and writing in the run directory."""
 
-from dcgan_jax import run_dir
+import json
+import re
+
+import pytest
+
+from dcgan_jax import files, run_dir
+from tests.runs import train_tiny
 
 
 def test_only_keys_that_change_what_is_trained_are_incompatible():
@@ -9,3 +15,20 @@ def test_only_keys_that_change_what_is_trained_are_incompatible():
              "data": {"random_flip": False}}
   assert run_dir.incompatible_keys(saved, current) == ["data.random_flip", "model.nf"]
   assert run_dir.incompatible_keys(saved, saved) == []
+
+
+def test_a_planted_link_is_never_written_through(tmp_path):
+  outside = tmp_path / "someone's file"
+  outside.write_text("theirs")
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / ".lock").symlink_to(outside)
+  with pytest.raises(ValueError, match=f"^{re.escape(str(workdir / '.lock'))} is a symbolic link"):
+    train_tiny(workdir)
+  assert sorted(p.name for p in workdir.iterdir()) == [".lock"]
+  (workdir / ".lock").unlink()
+  (workdir / files.temporary_name("config.json")).symlink_to(outside)
+  train_tiny(workdir, {"train.num_steps": 2})
+  assert outside.read_text() == "theirs"
+  assert not (workdir / "config.json").is_symlink()
+  assert json.loads((workdir / "config.json").read_text())["train"]["num_steps"] == 2
