@@ -30,6 +30,19 @@ def _at_least_zero(kind: type) -> Rule:
   return Rule(kind, lambda v: v >= 0, f"{'an integer' if kind is int else 'a number'} >= 0")
 
 
+def _count(low: int, high: int) -> Rule:
+  return Rule(int, lambda v: low <= v <= high, f"an integer from {low} to {high:,}")
+
+
+# Upper bounds of the sizes, so that a slip (an extra zero or three) is refused before it
+# takes the machine's memory: each far above any use (the defaults are 8, 64, 10,000, ...)
+# and below what 64 GB holds at 64 px (prefetched batches of 128 images are 1.5 MB each).
+MAX_PREFETCH = 1_024
+MAX_IMAGES_AT_ONCE = 200_000  # generated and held whole: the sample grid, an evaluation
+MAX_STEPS = 10**9
+MAX_SEED = 2**32 - 1
+
+
 def _fraction() -> Rule:
   return Rule(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
@@ -40,7 +53,7 @@ MAX_RESOLUTION = 1024
 
 # Every key of a training config; a key not here is unknown.
 RULES: dict[str, Rule] = {
-    "seed": Rule(int, lambda v: v >= 0, "an integer >= 0"),
+    "seed": _count(0, MAX_SEED),
     "data.source": _ANY_STR,
     "data.dir": _ANY_STR,
     "data.split": Rule(str, lambda v: v in ("train", "valid", "test"), "train, valid or test"),
@@ -49,15 +62,15 @@ RULES: dict[str, Rule] = {
     "data.num_images": _positive(int),
     "data.random_flip": _ANY_BOOL,
     "data.augment": _ANY_STR,
-    "data.num_workers": _at_least_zero(int),
-    "data.num_threads": _positive(int),
-    "data.prefetch": _at_least_zero(int),
+    "data.num_workers": _count(0, 1_024),
+    "data.num_threads": _count(1, 1_024),
+    "data.prefetch": _count(0, MAX_PREFETCH),
     "model.arch": _ANY_STR,
     "model.d_norm": _ANY_STR,
     "model.condition": _ANY_STR,
     "model.attributes": _ANY_STR,
-    "model.nf": _positive(int),
-    "model.z_dim": _positive(int),
+    "model.nf": _count(1, 8_192),
+    "model.z_dim": _count(1, 65_536),
     "model.dtype": Rule(str, lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
     "model.impl": _ANY_STR,
     "loss.name": _ANY_STR,
@@ -67,8 +80,8 @@ RULES: dict[str, Rule] = {
     "growth.fade_images": _at_least_zero(int),
     "growth.stable_images": _positive(int),
     "growth.batch_sizes": _ANY_STR,
-    "train.batch_size": _positive(int),
-    "train.num_steps": _positive(int),
+    "train.batch_size": _count(1, 1_048_576),
+    "train.num_steps": _count(1, MAX_STEPS),
     "train.num_epochs": Rule(float, lambda v: v > 0, "a positive number (or None)",
                              optional=True),
     "train.d_steps": _positive(int),
@@ -82,11 +95,11 @@ RULES: dict[str, Rule] = {
     "train.log_every": _positive(int),
     "train.sample_every": _positive(int),
     "train.checkpoint_every": _positive(int),
-    "train.keep_checkpoints": _positive(int),
-    "train.num_samples": _positive(int),
+    "train.keep_checkpoints": _count(1, 1_000_000),
+    "train.num_samples": _count(1, MAX_IMAGES_AT_ONCE),
     "train.write_report": _ANY_BOOL,
     "eval.every_steps": _at_least_zero(int),
-    "eval.num_samples": _positive(int),
+    "eval.num_samples": _count(1, MAX_IMAGES_AT_ONCE),
     "eval.inception_weights": _ANY_STR,
     "eval.download_weights": _ANY_BOOL,
     "eval.reference_num_images": _at_least_zero(int),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from dcgan_jax import files, generate
+from dcgan_jax import config_checks, files, generate
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory.", required=True)
@@ -50,6 +50,9 @@ def main(argv: list[str]) -> None:
     for flag in (_NUM, _ROWS, _COLS):
       if flag.value <= 0:
         raise ValueError(f"--{flag.name} must be a positive integer, got {flag.value}")
+    if _NUM.value > config_checks.MAX_IMAGES_AT_ONCE:  # generated and held whole
+      raise ValueError(f"--num {_NUM.value:,} is more than the {config_checks.MAX_IMAGES_AT_ONCE:,} "
+                       f"images one call generates; run several with other --seed values")
     if _BEST.value and _STEP.value is not None:
       raise ValueError("--best and --step each choose the checkpoint; give one")
     attributes = parse_attributes(_ATTRIBUTES.value)

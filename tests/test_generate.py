@@ -99,6 +99,9 @@ def test_an_output_path_that_cannot_be_written_is_one_line(tiny_run, tmp_path):
     # Each starts the command: the quick check runs the first only.
     pytest.param(["--num", "0"], "error: --num must be a positive integer, got 0",
                  marks=pytest.mark.slow),
+    pytest.param(["--num", "3000000"], "error: --num 3,000,000 is more than the 200,000 images "
+                 "one call generates; run several with other --seed values",
+                 marks=pytest.mark.slow),
     pytest.param(["--interpolate", "--rows", "-1"],
                  "error: --rows must be a positive integer, got -1", marks=pytest.mark.slow),
     pytest.param(["--best"], "error: --best: {run} has no best checkpoint; it is kept when the "
