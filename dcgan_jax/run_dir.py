@@ -137,16 +137,28 @@ def config_to_write(workdir: Path, config: ml_collections.ConfigDict, resume_ste
   return current | ({RESUME_CHANGES: record} if record else {})
 
 
-def make_workdir(workdir: Path) -> None:
-  """Creates the run directory; a one-line error if it cannot be a writable directory."""
-  if workdir.exists() and not workdir.is_dir():
-    raise ValueError(f"--workdir {workdir} is a file, not a directory")
+# The directories a run writes in, besides its own.
+SUBDIRECTORIES = ("checkpoints", "checkpoints_best", "checkpoints_unusable", "samples", "report")
+
+
+def _check_writable_directory(path: Path, name: str) -> None:
+  if path.exists() and not path.is_dir():
+    raise ValueError(f"{name} {path} is a file, not a directory")
   try:
-    workdir.mkdir(parents=True, exist_ok=True)
-    tempfile.TemporaryFile(dir=workdir).close()
+    path.mkdir(parents=True, exist_ok=True)
+    tempfile.TemporaryFile(dir=path).close()
   except OSError as error:
-    raise ValueError(f"--workdir {workdir} cannot be written: {error.strerror or error}"
-                     ) from error
+    raise ValueError(f"{name} {path} cannot be written: {error.strerror or error}") from error
+
+
+def make_workdir(workdir: Path) -> None:
+  """Creates the run directory; a one-line error if it, or a directory the run writes in
+  it that is already there, cannot be a writable directory (found at start-up, not at the
+  first checkpoint)."""
+  _check_writable_directory(workdir, "--workdir")
+  for name in SUBDIRECTORIES:
+    if os.path.lexists(workdir / name):
+      _check_writable_directory(workdir / name, "--workdir's")
 
 
 LOCK_NAME = ".lock"

@@ -93,3 +93,12 @@ def test_an_unusable_workdir_is_one_line(tmp_path):
   with pytest.raises(ValueError, match=r"^--workdir .*file/run cannot be written: "):
     train.train_and_evaluate(tiny_config(), tmp_path / "file" / "run")
   assert (tmp_path / "file").read_text() == "mine"
+
+
+@pytest.mark.parametrize("name", run_dir.SUBDIRECTORIES)
+def test_a_file_where_the_run_writes_a_directory_is_one_line_before_training(tmp_path, name):
+  (tmp_path / name).write_text("mine")
+  with pytest.raises(ValueError, match=rf"^--workdir's {re.escape(str(tmp_path / name))} is a "
+                                       rf"file, not a directory$"):
+    train.train_and_evaluate(tiny_config(), tmp_path)
+  assert sorted(p.name for p in tmp_path.iterdir()) == [name]
