@@ -339,6 +339,50 @@ def test_download_keeps_a_file_only_when_its_hash_and_network_check_out(referenc
   assert sorted(p.name for p in dest.iterdir()) == [inception.WEIGHTS_FILE]
 
 
+class _EndlessHandler(http.server.BaseHTTPRequestHandler):
+  """Sends bytes without end: /trickle one every 50 ms, /flood 64 KB at a time; /huge
+  declares a length of 10 GB."""
+
+  def do_GET(self):  # pylint: disable=invalid-name
+    self.send_response(200)
+    if self.path.startswith("/huge"):
+      self.send_header("Content-Length", str(10 * 2**30))
+    self.end_headers()
+    try:
+      while True:
+        self.wfile.write(b"x" if self.path.startswith("/trickle") else bytes(1 << 16))
+        self.wfile.flush()
+        if self.path.startswith("/trickle"):
+          time.sleep(0.05)
+    except OSError:  # the client gave up
+      pass
+
+  def log_message(self, *args):
+    del args
+
+
+@pytest.mark.parametrize("path, message", [
+    ("trickle", r"cannot download .*/trickle-12345678\.pth: not done within 1 s"),
+    ("flood", r".*/flood-12345678\.pth sent more than the weights' 1,048,576 bytes; not saved"),
+    ("huge", r".*/huge-12345678\.pth declares 10,737,418,240 bytes, more than the weights' "
+             r"1,048,576; not saved"),
+])
+def test_a_download_is_bounded_in_time_and_size(tmp_path, monkeypatch, path, message):
+  monkeypatch.setattr(inception, "MAX_WEIGHTS_BYTES", 2**20)
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EndlessHandler)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  url = f"http://127.0.0.1:{server.server_address[1]}/{path}-12345678.pth"
+  try:
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=f"^{message}$"):
+      inception.download_inception_weights(url, tmp_path / "cache", deadline=1, progress=False)
+    assert time.monotonic() - started < 10
+  finally:
+    server.shutdown()
+    server.server_close()
+  assert not any((tmp_path / "cache").iterdir())
+
+
 def test_download_cli_unreachable_url_is_one_line_and_writes_nothing(tmp_path):
   with socket.socket() as probe:  # a port nothing listens on
     probe.bind(("127.0.0.1", 0))

@@ -313,6 +313,7 @@ def weights_hint() -> str:
 
 OFFLINE_ENV = "DCGAN_JAX_OFFLINE"  # set to 1: never download the weights on first use
 FIRST_USE_TIMEOUT_S = 10
+FIRST_USE_DEADLINE_S = 300  # 95.6 MB at 2.5 Mbit/s
 
 
 def sha256_prefix_in_name(file_name: str) -> str:
@@ -324,14 +325,20 @@ def sha256_prefix_in_name(file_name: str) -> str:
   return match.group(1)
 
 
+# pytorch-fid's weights file is 95.6 MB: a download is stopped well before a server
+# sending without end fills the disk.
+MAX_WEIGHTS_BYTES = 128 * 2**20
+
+
 def download_inception_weights(url: str | None = None, dest_dir: Path | None = None, *,
                                sha256_prefix: str | None = None, timeout: float = 60,
-                               progress: bool = True) -> Path:
+                               deadline: float = 1800, progress: bool = True) -> Path:
   """Fetches the weights (default: pytorch-fid's release) into `dest_dir` (default:
   $DCGAN_JAX_CACHE or ~/.cache/dcgan_jax/) and returns the file. It is written under a
   temporary name and renamed only once its sha256 starts with the prefix in its name (as
   torch hub checks) and it reads as the expected network; any failure is one-line
-  ValueError and leaves no file."""
+  ValueError and leaves no file. `timeout` bounds each wait for the server, `deadline` the
+  whole download (in seconds), and MAX_WEIGHTS_BYTES its size."""
   url = url or WEIGHTS_URL
   name = url.rsplit("/", 1)[-1]
   prefix = sha256_prefix or sha256_prefix_in_name(name)
@@ -340,14 +347,24 @@ def download_inception_weights(url: str | None = None, dest_dir: Path | None = N
   try:
     dest_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
+    ends = time.monotonic() + deadline
     with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
       total = int(response.headers.get("Content-Length") or 0) or None
+      if total is not None and total > MAX_WEIGHTS_BYTES:
+        raise ValueError(f"{url} declares {total:,} bytes, more than the weights' "
+                         f"{MAX_WEIGHTS_BYTES:,}; not saved")
       with tqdm.tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress,
                      file=sys.stderr) as bar:
-        while chunk := response.read(1 << 20):
+        # read1 returns what one read brings, so a server trickling bytes meets the deadline.
+        while chunk := response.read1(1 << 20):
           out.write(chunk)
           digest.update(chunk)
           bar.update(len(chunk))
+          if out.tell() > MAX_WEIGHTS_BYTES:
+            raise ValueError(f"{url} sent more than the weights' {MAX_WEIGHTS_BYTES:,} bytes; "
+                             f"not saved")
+          if time.monotonic() > ends:
+            raise ValueError(f"cannot download {url}: not done within {deadline:g} s")
     if not digest.hexdigest().startswith(prefix):
       raise ValueError(f"{url}: its sha256 {digest.hexdigest()[:16]}... does not start with "
                        f"{prefix}; not saved")
@@ -383,7 +400,8 @@ def find_or_download_inception_weights(explicit_path: str | None = None,
     # An offline machine does not wait for the network on every run.
     return None, f"{weights_hint()} (not fetched: the last try failed less than a day ago)"
   try:
-    return download_inception_weights(timeout=FIRST_USE_TIMEOUT_S), None
+    return download_inception_weights(timeout=FIRST_USE_TIMEOUT_S,
+                                      deadline=FIRST_USE_DEADLINE_S), None
   except ValueError as error:
     with contextlib.suppress(OSError):  # a read-only cache only means trying again next time
       failed.parent.mkdir(parents=True, exist_ok=True)
