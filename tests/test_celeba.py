@@ -609,6 +609,27 @@ def test_reader_names_the_prepare_command_when_data_is_unusable(sample, tmp_path
       in message
 
 
+@pytest.mark.parametrize("damage", ["metadata of another resolution", "garbled shard"])
+def test_a_record_unlike_its_metadata_or_unreadable_is_one_line_naming_the_data(sample, tmp_path,
+                                                                               damage):
+  out = tmp_path / "out"
+  celeba_prepare.prepare(_only(sample[0], "img_align_celeba"), out, CONFIG)
+  if damage == "metadata of another resolution":
+    metadata = json.loads((out / "metadata.json").read_text())
+    (out / "metadata.json").write_text(json.dumps({**metadata, "resolution": RESOLUTION // 2}))
+    expected = (rf"record 0 of split 'train' holds {RESOLUTION**2 * 3:,} bytes, not the "
+                rf"{RESOLUTION**2 * 3 // 4:,} of a ")
+  else:
+    for shard in out.glob("train-*.array_record"):
+      data = bytearray(shard.read_bytes())
+      data[64:-64] = bytes(len(data) - 128)
+      shard.write_bytes(bytes(data))
+    expected = r"the shards of split 'train' cannot be read \("
+  with pytest.raises(ValueError, match=rf"^data.dir {re.escape(str(out))}: {expected}.*; "
+                                       rf"prepare it again with: "):
+    shards.PreparedImages(out)[0]
+
+
 def test_reader_survives_pickling_for_grain_workers(sample, tmp_path):
   celeba_prepare.prepare(_only(sample[0], "img_align_celeba"), tmp_path / "out", CONFIG)
   source = shards.PreparedImages(tmp_path / "out")

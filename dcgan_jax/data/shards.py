@@ -56,6 +56,10 @@ def load_metadata(data_dir: str | Path) -> dict:
   return metadata
 
 
+def _one_line(error: Exception) -> str:
+  return " ".join(str(error).split())[:200]
+
+
 class PreparedImages:
   """Random-access examples of one split (a `sources.Source`), for grain; picklable."""
 
@@ -76,14 +80,31 @@ class PreparedImages:
     self.resolution = metadata["resolution"]
     self.attribute_names = metadata["attribute_names"] or []
     self._image_bytes = self.resolution * self.resolution * 3
-    self._records = sources.ArrayRecordDataSource([str(p) for p in paths])
+    try:
+      self._records = sources.ArrayRecordDataSource([str(p) for p in paths])
+    except Exception as error:  # riegeli raises many kinds for a damaged shard
+      raise ValueError(f"data.dir {data_dir}: the shards of split {split!r} cannot be read "
+                       f"({_one_line(error)}); prepare it again with: "
+                       f"{prepare_command(data_dir)}") from None
 
   def __len__(self) -> int:
     return len(self._records)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     """{"image": uint8 (R, R, 3), "label": int8 (A,)}, read-only views of the record."""
-    record = self._records[index]
+    try:
+      record = self._records[index]
+    except Exception as error:  # riegeli raises many kinds for a damaged shard
+      raise ValueError(f"data.dir {self.data_dir}: record {index} of split {self.split!r} "
+                       f"cannot be read ({_one_line(error)}); prepare it again with: "
+                       f"{prepare_command(self.data_dir)}") from None
+    expected = self._image_bytes + len(self.attribute_names)
+    if len(record) != expected:
+      raise ValueError(f"data.dir {self.data_dir}: record {index} of split {self.split!r} holds "
+                       f"{len(record):,} bytes, not the {expected:,} of a {self.resolution}px "
+                       f"image and {len(self.attribute_names)} attributes that its "
+                       f"metadata.json describes; prepare it again with: "
+                       f"{prepare_command(self.data_dir)}")
     pixels = np.frombuffer(record, np.uint8, count=self._image_bytes)
     return {"image": pixels.reshape(self.resolution, self.resolution, 3),
             "label": np.frombuffer(record, np.int8, count=len(self.attribute_names),
