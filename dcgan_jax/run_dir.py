@@ -137,6 +137,25 @@ def config_to_write(workdir: Path, config: ml_collections.ConfigDict, resume_ste
   return current | ({RESUME_CHANGES: record} if record else {})
 
 
+DATA_RECORD = "data.json"
+
+
+def check_same_data(workdir: Path, identity: dict[str, Any]) -> None:
+  """A run resumes only on the images it was trained on (DIR/data.json records their
+  `sources.data_identity`; data.dir itself may move)."""
+  path = workdir / DATA_RECORD
+  if not path.exists():
+    return
+  recorded = json.loads(path.read_text())
+  if recorded != identity:
+    differing = ", ".join(f"{k}: {recorded.get(k)!r} -> {identity.get(k)!r}"
+                          for k in sorted(recorded.keys() | identity.keys())
+                          if recorded.get(k) != identity.get(k))
+    raise ValueError(f"{workdir} was trained on other images than data.dir holds ({differing}; "
+                     f"recorded in {path}); point data.dir at the run's data or use a new "
+                     f"--workdir")
+
+
 # The directories a run writes in, besides its own.
 SUBDIRECTORIES = ("checkpoints", "checkpoints_best", "checkpoints_unusable", "samples", "report")
 

@@ -184,6 +184,8 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
                      f"{num_steps:,}; it is left as it is: raise the length to continue it, "
                      f"or use a new --workdir")
   config_json = run_dir.config_to_write(workdir, config, resume_step, allow_changes)
+  data_identity = sources.data_identity(config.data, config.seed)
+  run_dir.check_same_data(workdir, data_identity)
   final_path = workdir / "final.json"
   if resume_step == num_steps and final_path.exists():
     final = json.loads(final_path.read_text())
@@ -196,6 +198,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       return final
   if is_main_process:
     files.write_json(workdir / "config.json", config_json)
+    files.write_json(workdir / run_dir.DATA_RECORD, data_identity)
     epochs = images_in_steps(setup, config.train.batch_size, num_steps) / len(source)
     print(f"training {num_steps:,} steps ({epochs:,.2f} epochs of {len(source):,} images)"
           + (f", resuming from step {resume_step:,}" if resume_step else ""), flush=True)

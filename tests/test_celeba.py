@@ -21,7 +21,7 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 
-from dcgan_jax import files, generate, train
+from dcgan_jax import files, generate, run_dir, train
 from dcgan_jax.data import celeba_prepare, pipeline, shards, sources
 from experiments.configs import cdcgan, celeba64
 from tests.cli import REPO, run_module
@@ -689,6 +689,27 @@ def test_a_tiny_config_trains_on_prepared_faces_of_a_larger_resolution(sample, t
   _train_on_prepared_faces(sample, tmp_path, celeba64.get_config("tiny"),
                            dataclasses.replace(CONFIG, resolution=2 * RESOLUTION))
   assert (tmp_path / "run" / "samples" / "step_0000004.png").exists()
+
+
+@pytest.mark.slow
+def test_a_run_resumes_on_its_own_images_wherever_they_moved_and_on_no_others(sample, tmp_path):
+  final = _train_on_prepared_faces(sample, tmp_path, celeba64.get_config("tiny"))
+  config = run_dir.read_config(tmp_path / "run")
+  moved = tmp_path / "moved"
+  shutil.move(tmp_path / "data", moved)
+  celeba_prepare.prepare(_write_faces(tmp_path / "noise", 20), tmp_path / "others",
+                         dataclasses.replace(CONFIG, crop=20))
+  config.data.dir, config.train.num_steps = str(tmp_path / "others"), 6
+  before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+  with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'run'))} was trained on "
+                                       r"other images than data.dir holds \(crop: 178 -> 20, "
+                                       r"source_fingerprint: '[0-9a-f]+' -> '[0-9a-f]+'; "):
+    train.train_and_evaluate(config, tmp_path / "run")
+  assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*")
+          if p.is_file() and p.name != ".lock"} == {k: v for k, v in before.items()
+                                                    if k.name != ".lock"}
+  config.data.dir = str(moved)
+  assert train.train_and_evaluate(config, tmp_path / "run")["step"] == 6 > final["step"]
 
 
 @pytest.mark.slow

@@ -75,6 +75,19 @@ class Downscaled:
     return {**example, "image": image}
 
 
+def data_identity(data_config: ml_collections.ConfigDict, seed: int) -> dict[str, object]:
+  """What the images a config reads are, wherever they lie: prepared shards by their
+  source's fingerprint, crop, split and the resolution read; synthetic faces by what makes
+  them. The same data moved to another directory keeps its identity."""
+  if data_config.source == "celeba":
+    from dcgan_jax.data import shards  # pylint: disable=g-import-not-at-top
+    metadata = shards.load_metadata(data_config.dir)
+    return {"source_fingerprint": metadata["source_fingerprint"], "crop": metadata["crop"],
+            "resolution": data_config.resolution, "split": data_config.split}
+  return {"source": data_config.source, "num_images": data_config.num_images,
+          "resolution": data_config.resolution, "seed": seed}
+
+
 def read_batch(source: Source, indices: np.ndarray) -> Example:
   """The examples at `indices`, stacked: "image" (N, H, W, 3), "label" (N, A)."""
   examples = [source[int(i)] for i in indices]

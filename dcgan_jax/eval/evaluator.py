@@ -35,15 +35,8 @@ def reference_cache_key(data_config: ml_collections.ConfigDict, seed: int,
                         reference_num_images: int, weights: Path) -> str:
   """What the reference statistics depend on, as a short hash: the data and the weights
   by their content, so other weights under the same file name are not mistaken for them."""
-  if data_config.source == "celeba":
-    from dcgan_jax.data import shards  # pylint: disable=g-import-not-at-top
-    metadata = shards.load_metadata(data_config.dir)
-    # The resolution trained at: prepared images larger than it are reduced on reading.
-    identity = [metadata["source_fingerprint"], metadata["crop"], data_config.resolution,
-                data_config.split]
-  else:
-    identity = [data_config.source, data_config.num_images, data_config.resolution, seed]
-  identity += [reference_num_images, inception.weights_sha256(weights)]
+  identity = [*sources.data_identity(data_config, seed).values(), reference_num_images,
+              inception.weights_sha256(weights)]
   return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
