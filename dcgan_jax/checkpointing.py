@@ -7,6 +7,8 @@ restore: a checkpoint damaged on disk is found out instead of silently loaded.
 Checkpoints written before digests existed restore unchecked.
 """
 
+import hashlib
+import json
 import logging
 import re
 import sys
@@ -37,7 +39,8 @@ def create_manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
 
 
 def create_best_manager(directory: Path) -> ocp.CheckpointManager:
-  """Keeps the one train state with the lowest `score` passed to `save_best`."""
+  """Keeps the one train state with the lowest `score` passed to `save_best`, with its
+  digest."""
   return ocp.CheckpointManager(
       directory.absolute(),
       options=ocp.CheckpointManagerOptions(
@@ -46,14 +49,24 @@ def create_best_manager(directory: Path) -> ocp.CheckpointManager:
           # deadlock the processes of a multi-host run.
           multiprocessing_options=ocp.options.MultiprocessingOptions(
               barrier_sync_key_prefix="best")),
-      item_names=("state",),
+      item_names=("state", "digest"),
   )
 
 
 def save_best(manager: ocp.CheckpointManager, state: TrainState, score: float) -> None:
   step = int(jax.device_get(state.step))
-  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+  manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      digest=ocp.args.JsonSave({"state_fingerprint": state_fingerprint(state)})),
                metrics={"score": score})
+
+
+def _data_fingerprint(data_iterator: grain.DatasetIterator) -> str:
+  """sha256 of the data iterator's position (this process's; process 0's is recorded)."""
+  position = data_iterator.get_state()
+  if not isinstance(position, bytes):
+    position = json.dumps(position, sort_keys=True).encode()
+  return hashlib.sha256(position).hexdigest()
 
 
 def save(manager: ocp.CheckpointManager, state: TrainState,
@@ -62,7 +75,8 @@ def save(manager: ocp.CheckpointManager, state: TrainState,
   manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
       data=grain.checkpoint.CheckpointSave(data_iterator),
-      digest=ocp.args.JsonSave({"state_fingerprint": state_fingerprint(state)})))
+      digest=ocp.args.JsonSave({"state_fingerprint": state_fingerprint(state),
+                                "data_fingerprint": _data_fingerprint(data_iterator)})))
 
 
 def _one_line(error: Exception) -> str:
@@ -104,10 +118,12 @@ def _drop_after_effects_of_failed_reads() -> None:
   logging.getLogger("asyncio").addFilter(_OrbaxReadFailures())
 
 
-def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable[[], dict]
-              ) -> TrainState:
-  """The state of checkpoint `step`, restored by `restore_items`, checked against its
-  digest; UnusableCheckpoint, in one line, if either fails."""
+def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable[[], dict],
+              data_iterator: grain.DatasetIterator | None = None) -> TrainState:
+  """The state of checkpoint `step`, restored by `restore_items` (with `data_iterator`'s
+  position, when given), checked against its digest; UnusableCheckpoint, in one line, if
+  either fails. Checkpoints written before digests (or a position in them) are read
+  unchecked."""
   directory = Path(manager.directory) / str(step)
   _drop_after_effects_of_failed_reads()
   try:
@@ -119,10 +135,14 @@ def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable
     try:
       digest = manager.restore(step, args=ocp.args.Composite(digest=ocp.args.JsonRestore()))
       expected = digest["digest"]["state_fingerprint"]
+      expected_data = digest["digest"].get("data_fingerprint")
     except Exception as error:
       raise UnusableCheckpoint(f"checkpoint {directory} has an unreadable digest: "
                                f"{_one_line(error)}") from error
-    if state_fingerprint(state) != expected:
+    changed = state_fingerprint(state) != expected or (
+        data_iterator is not None and expected_data is not None
+        and jax.process_index() == 0 and _data_fingerprint(data_iterator) != expected_data)
+    if changed:
       raise UnusableCheckpoint(f"checkpoint {directory} does not match its digest: its "
                                f"files were changed after it was written")
   return state
@@ -136,7 +156,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state: TrainState,
   step = manager.latest_step() if step is None else step
   return _verified(manager, step, lambda: manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract_state),
-      data=grain.checkpoint.CheckpointRestore(data_iterator))))
+      data=grain.checkpoint.CheckpointRestore(data_iterator))), data_iterator)
 
 
 def set_aside(manager: ocp.CheckpointManager, step: int) -> Path:

@@ -251,8 +251,15 @@ def _largest_data_file(checkpoint: Path) -> Path:
   return max((checkpoint / "state").rglob("d/*"), key=lambda p: p.stat().st_size)
 
 
+def _move_data_position(checkpoint: Path) -> None:
+  (position,) = (checkpoint / "data").glob("process_0-of-1*")
+  state = json.loads(position.read_text())
+  position.write_text(json.dumps({**state, "next_index": state["next_index"] + 7}))
+
+
 DAMAGE = {
     "flipped bits": lambda checkpoint: _flip_bytes(_largest_data_file(checkpoint)),
+    "moved data position": _move_data_position,
     "truncated file": lambda checkpoint: _truncate(_largest_data_file(checkpoint)),
     "deleted manifest": lambda checkpoint: (checkpoint / "state" / "manifest.ocdbt").unlink(),
 }
@@ -286,6 +293,17 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_the_one_before_resumed(
   kept = sorted(p.relative_to(moved) for p in moved.rglob("*"))
   assert set(kept) <= set(original) and len(original) - len(kept) <= 1  # renamed, not deleted
   assert final["state_fingerprint"] == _fingerprint(checkpointed_run / "straight")
+
+
+def test_the_best_checkpoint_is_checked_against_its_digest_too(tmp_path):
+  train_tiny(tmp_path, {"eval.every_steps": 4, "eval.num_samples": 32})
+  (best,) = [p for p in (tmp_path / "checkpoints_best").iterdir() if p.name.isdigit()]
+  abstract = abstract_state(setup_from_config(run_dir.read_config(tmp_path)),
+                            jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+  checkpointing.restore_state(tmp_path / "checkpoints_best", abstract)
+  _flip_bytes(_largest_data_file(best))
+  with pytest.raises(checkpointing.UnusableCheckpoint, match=rf"^checkpoint {re.escape(str(best))} "):
+    checkpointing.restore_state(tmp_path / "checkpoints_best", abstract)
 
 
 def test_flipped_bits_are_caught_by_the_digest_when_the_file_still_reads(checkpointed_run,
