@@ -72,11 +72,14 @@ def _data_fingerprint(data_iterator: grain.DatasetIterator) -> str:
 def save(manager: ocp.CheckpointManager, state: TrainState,
          data_iterator: grain.DatasetIterator) -> None:
   step = int(jax.device_get(state.step))
-  manager.save(step, args=ocp.args.Composite(
+  saved = manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
       data=grain.checkpoint.CheckpointSave(data_iterator),
       digest=ocp.args.JsonSave({"state_fingerprint": state_fingerprint(state),
                                 "data_fingerprint": _data_fingerprint(data_iterator)})))
+  if not saved:  # orbax skips a step at or below one it holds
+    raise ValueError(f"the checkpoint of step {step} was not saved: {manager.directory} holds "
+                     f"step {manager.latest_step()}, beyond it; move that one away and resume")
 
 
 def _one_line(error: Exception) -> str:
@@ -131,6 +134,9 @@ def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable
   except Exception as error:  # orbax and tensorstore raise many kinds for a damaged file
     raise UnusableCheckpoint(f"checkpoint {directory} cannot be read: {_one_line(error)}"
                              ) from error
+  if int(jax.device_get(state.step)) != step:  # a copy under another step's name
+    raise UnusableCheckpoint(f"checkpoint {directory} holds step "
+                             f"{int(jax.device_get(state.step))}, not the step of its name")
   if (directory / "digest").exists():
     try:
       digest = manager.restore(step, args=ocp.args.Composite(digest=ocp.args.JsonRestore()))

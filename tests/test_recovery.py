@@ -295,6 +295,19 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_the_one_before_resumed(
   assert final["state_fingerprint"] == _fingerprint(checkpointed_run / "straight")
 
 
+@pytest.mark.bit_exact
+def test_a_checkpoint_copied_under_another_steps_name_is_set_aside(checkpointed_run, tmp_path,
+                                                                  capsys):
+  workdir = tmp_path / "run"
+  shutil.copytree(checkpointed_run / "run", workdir)
+  shutil.copytree(workdir / "checkpoints" / "4", workdir / "checkpoints" / "9")
+  final = train_tiny(workdir, {"train.checkpoint_every": 2, "train.num_steps": 10})
+  assert (f"checkpoint {workdir / 'checkpoints' / '9'} holds step 4, not the step of its name; "
+          f"moved to ") in capsys.readouterr().err
+  assert final["state_fingerprint"] == _fingerprint(checkpointed_run / "straight")
+  assert _checkpoint_steps(workdir)[-1] == 10
+
+
 def test_the_best_checkpoint_is_checked_against_its_digest_too(tmp_path):
   train_tiny(tmp_path, {"eval.every_steps": 4, "eval.num_samples": 32})
   (best,) = [p for p in (tmp_path / "checkpoints_best").iterdir() if p.name.isdigit()]
