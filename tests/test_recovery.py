@@ -120,6 +120,19 @@ def test_sigterm_saves_where_it_stopped_and_the_rerun_ends_as_an_uninterrupted_r
   assert _fingerprint(workdir) == _fingerprint(tmp_path / "straight")
 
 
+def test_a_killed_run_leaves_no_data_worker_behind(tmp_path):
+  process = _start_training(tmp_path, *LONG, "--config.data.num_workers=2")
+  _wait_for_step(tmp_path, 2, process)
+  descendants = psutil.Process(process.pid).children(recursive=True)
+  assert len(descendants) >= 2  # the two workers, and multiprocessing's helpers
+  process.kill()
+  process.communicate(timeout=60)
+  deadline = time.time() + 20
+  while any(_alive(p.pid) for p in descendants) and time.time() < deadline:
+    time.sleep(0.1)
+  assert not [p.pid for p in descendants if _alive(p.pid)]
+
+
 def test_ctrl_c_saves_and_exits_with_one_line(tmp_path):
   process = _start_training(tmp_path, *LONG)
   _wait_for_step(tmp_path, 2, process)

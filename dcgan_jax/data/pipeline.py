@@ -6,8 +6,11 @@ so a run sees the same global batches on 1 host or N hosts, and the iterator's s
 (saved with each checkpoint) resumes the stream exactly.
 """
 
+import ctypes
 import functools
 import math
+import signal
+import sys
 
 import grain
 import ml_collections
@@ -63,8 +66,20 @@ def to_iterator(ds: grain.MapDataset, data_config: ml_collections.ConfigDict
                                                  prefetch_buffer_size=data_config.prefetch))
   if data_config.num_workers > 0:
     iter_ds = iter_ds.mp_prefetch(
-        grain.MultiprocessingOptions(num_workers=data_config.num_workers))
+        grain.MultiprocessingOptions(num_workers=data_config.num_workers),
+        worker_init_fn=_end_with_parent)
   return iter(iter_ds)
+
+
+_PR_SET_PDEATHSIG = 1  # prctl's option, from <linux/prctl.h>
+
+
+def _end_with_parent(worker_index: int, worker_count: int) -> None:
+  """In each loader worker: the kernel kills it when the process that started it ends,
+  even by SIGKILL, so that no worker outlives a killed run (Linux; elsewhere, a no-op)."""
+  del worker_index, worker_count
+  if sys.platform.startswith("linux"):
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def create_train_iterator(config: ml_collections.ConfigDict, source: Source,
