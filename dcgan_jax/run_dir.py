@@ -87,14 +87,38 @@ def config_as_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+  """A JSON object the run wrote (config.json, data.json); one line naming the file if it
+  is not one (damaged, edited, or nested past reading)."""
+  try:
+    value = json.loads(path.read_bytes())
+  except (ValueError, RecursionError) as error:  # JSON, UTF-8 or nesting
+    raise ValueError(f"{path} is not the JSON the run wrote ({type(error).__name__}: "
+                     f"{' '.join(str(error).split())[:120]}); restore it or use a new "
+                     f"--workdir") from None
+  if not isinstance(value, dict):
+    raise ValueError(f"{path} holds a JSON {type(value).__name__}, not the object the run "
+                     f"wrote; restore it or use a new --workdir")
+  return value
+
+
+def _saved_config(path: Path) -> tuple[dict[str, Any], list]:
+  """config.json's keys (those added since filled in) and its record of resume changes."""
+  saved = read_json_object(path)
+  record = saved.pop(RESUME_CHANGES, [])
+  try:
+    return with_added_keys(saved), record
+  except (TypeError, AttributeError, RecursionError) as error:  # a section not an object
+    raise ValueError(f"{path} is not a config the run wrote ({error}); restore it or use a new "
+                     f"--workdir") from None
+
+
 def read_config(workdir: Path) -> ml_collections.ConfigDict:
   """DIR/config.json as a ConfigDict, keys added since it was written filled in."""
   path = workdir / "config.json"
   if not path.exists():
     raise ValueError(f"--workdir {workdir} has no config.json: is it a training run directory?")
-  saved = json.loads(path.read_text())
-  saved.pop(RESUME_CHANGES, None)
-  return ml_collections.ConfigDict(with_added_keys(saved))
+  return ml_collections.ConfigDict(_saved_config(path)[0])
 
 
 def check_allowed_changes(allow_changes: Collection[str]) -> None:
@@ -116,9 +140,7 @@ def config_to_write(workdir: Path, config: ml_collections.ConfigDict, resume_ste
   if not path.exists():
     raise ValueError(f"{workdir} holds checkpoints but no config.json, so they cannot be "
                      f"checked against this config; put config.json back or use a new --workdir")
-  saved = json.loads(path.read_text())
-  record = saved.pop(RESUME_CHANGES, [])
-  saved = with_added_keys(saved)
+  saved, record = _saved_config(path)
   keys = incompatible_keys(saved, current)
   refused = [k for k in keys if k not in allow_changes]
   if refused:
@@ -146,7 +168,7 @@ def check_same_data(workdir: Path, identity: dict[str, Any]) -> None:
   path = workdir / DATA_RECORD
   if not path.exists():
     return
-  recorded = json.loads(path.read_text())
+  recorded = read_json_object(path)
   if recorded != identity:
     differing = ", ".join(f"{k}: {recorded.get(k)!r} -> {identity.get(k)!r}"
                           for k in sorted(recorded.keys() | identity.keys())

@@ -258,6 +258,15 @@ def _write_report(config: ml_collections.ConfigDict, workdir: Path) -> Path:
       config.eval.inception_weights or None))
 
 
+def _best_score_before(rows: summaries.MetricRows, step: int, resolution: int) -> float:
+  """The best evaluation's score up to `step` (where a resumed run goes on from) at the
+  final resolution; inf without one."""
+  best = summaries.evaluation_scores([row for row in rows if row["step"] <= step]).get("best")
+  if best is None or best.get("resolution", resolution) != resolution:
+    return math.inf
+  return best[evaluation.selection_metric(best)]
+
+
 def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
           source: sources.Source, mesh: jax.sharding.Mesh, num_steps: int, state: TrainState,
           manager, best_manager, data_iterator, writer: summaries.MetricWriter,
@@ -305,11 +314,11 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       "sample grid": config.train.sample_every,
       "evaluation": config.eval.every_steps if evaluator else 0,
       "checkpoint": config.train.checkpoint_every}, expected_pauses=expected_pauses)
+  logged = summaries.read_metrics(workdir / "metrics.jsonl")
   # A run stopped after its last step was logged resumes with nothing left to train.
-  last_scalars = summaries.training_scalars_at(summaries.read_metrics(workdir / "metrics.jsonl"),
-                                               first_step)
+  last_scalars = summaries.training_scalars_at(logged, first_step)
   pending = None  # (step, metrics) of the last log step, read one step late.
-  best_score = math.inf
+  best_score = _best_score_before(logged, first_step, variant.resolution)
 
   def log(step: int, metrics: dict[str, jax.Array]) -> None:
     nonlocal last_scalars

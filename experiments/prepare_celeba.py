@@ -32,6 +32,9 @@ def main(argv: list[str]) -> None:
   missing = [f"--{flag.name}" for flag in (_SRC, _OUT) if not flag.value]
   if missing:
     cli.fail(f"{' and '.join(missing)} required, e.g. {shards.prepare_command('data/celeba64')}")
+  if _NUM_WORKERS.value is not None and _NUM_WORKERS.value < 1:
+    cli.fail(f"--num_workers {_NUM_WORKERS.value}: expected at least 1 (or leave it out for "
+             f"all cores)")
   config = celeba_prepare.PrepareConfig(resolution=_RESOLUTION.value, crop=_CROP.value,
                                 num_shards=_NUM_SHARDS.value, split=_SPLIT.value)
   # SIGTERM, like Ctrl-C, raises (cli.run): prepare then stops its workers before this

@@ -514,6 +514,10 @@ def test_cli_prepares_and_refuses_bad_flags_with_one_line_and_exit_code_2(sample
   code, message = prepare("--src", tmp_path / "not_images", "--out", tmp_path / "b")
   assert code == 2 and message.startswith("error: --src") and "no usable image" in message
   assert not (tmp_path / "b").exists()
+  code, message = prepare("--src", src, "--out", tmp_path / "b", "--num_workers", -1)
+  assert (code, message) == (2, "error: --num_workers -1: expected at least 1 (or leave it out "
+                                "for all cores)")
+  assert not (tmp_path / "b").exists()
 
   code, message = prepare("--src", src, "--out", tmp_path / "c", "--resolution", RESOLUTION,
                           "--num_shards", 2, "--num_workers", 2)

@@ -420,6 +420,22 @@ def test_a_final_json_older_than_the_last_checkpoint_is_written_again(tmp_path):
   assert json.loads((tmp_path / "final.json").read_text()) == rewritten
 
 
+def test_a_resumed_run_calls_best_only_what_beats_every_evaluation_before(tmp_path, capsys):
+  overrides = {"eval.every_steps": 2, "eval.num_samples": 32}
+  train_tiny(tmp_path, {**overrides, "train.num_steps": 4})
+  # An evaluation before the stop that none after it can beat.
+  rows = summaries.read_metrics(tmp_path / "metrics.jsonl")
+  for row in rows:
+    if row["step"] == 4 and "eval_swd" in row:
+      row["eval_swd"] = 1e-6
+  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+  capsys.readouterr()
+  train_tiny(tmp_path, overrides)
+  lines = re.findall(r"^eval step \d+: .*$", capsys.readouterr().out, re.MULTILINE)
+  assert [line.split(":")[0] for line in lines] == ["eval step 6", "eval step 8"]
+  assert not any(line.endswith("(best)") for line in lines), lines
+
+
 def test_final_json_records_the_last_and_the_best_evaluation(tmp_path):
   final = train_tiny(tmp_path, {"eval.every_steps": 2, "eval.num_samples": 32})
   rows = [r for r in summaries.read_metrics(tmp_path / "metrics.jsonl") if "eval_swd" in r]

@@ -32,3 +32,15 @@ def test_a_planted_link_is_never_written_through(tmp_path):
   assert outside.read_text() == "theirs"
   assert not (workdir / "config.json").is_symlink()
   assert json.loads((workdir / "config.json").read_text())["train"]["num_steps"] == 2
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"model": [1]}',
+                                     b"[" * 100_000])
+def test_a_damaged_config_json_is_one_line_naming_it(tmp_path, content):
+  (tmp_path / "config.json").write_bytes(content)
+  with pytest.raises(ValueError) as refused:
+    train_tiny(tmp_path)
+  message = str(refused.value)
+  assert message.startswith(f"{tmp_path / 'config.json'} ") and "\n" not in message
+  assert message.endswith("; restore it or use a new --workdir")
+  assert (tmp_path / "config.json").read_bytes() == content
