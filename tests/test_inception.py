@@ -206,6 +206,24 @@ def test_tensors_larger_than_their_storage_are_refused_before_allocating(
   assert peak < 50e6
 
 
+def test_many_tensors_viewing_one_storage_are_refused_before_allocating(tmp_path):
+  torch = pytest.importorskip("torch")
+  shared = torch.zeros(2**20)
+  path = tmp_path / "views.pth"
+  torch.save({f"t{i}": shared for i in range(500)}, path)  # one storage, 500 tensors
+  assert path.stat().st_size < 5e6  # one 4 MiB storage; its 500 copies would be 2 GB
+  tracemalloc.start()
+  try:
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} is not a weights file this "
+                                         r"reader takes: its tensors would take 2,097,152,000 "
+                                         r"bytes, more than the 4,194,304 their storages hold$"):
+      torch_pickle.read_torch_state_dict(path)
+    _, peak = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  assert peak < 50e6
+
+
 def test_inception_loader_refuses_a_parameter_of_another_shape_by_name(tmp_path):
   path = write_torch_zip(tmp_path / "other.pth", {"fc.weight": ((1008, 4), (4, 1))}, 1008 * 4)
   with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} .*'fc\.weight' has shape "

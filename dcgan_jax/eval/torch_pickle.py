@@ -131,7 +131,8 @@ def read_torch_state_dict(path: str | os.PathLike,
   with another shape is refused before any tensor's data is read; others are read as
   they are. A tensor is refused if it reaches outside its storage or holds more elements
   than its storage does (overlapping elements, such as `expand` leaves, would make a copy
-  larger than the file). A missing file raises FileNotFoundError; any other file that
+  larger than the file), and so is a file whose tensors together hold more elements than
+  its storages (many tensors viewing one storage). A missing file raises FileNotFoundError; any other file that
   is not such a state dict raises one ValueError naming it.
   """
   path = Path(path)
@@ -144,6 +145,12 @@ def read_torch_state_dict(path: str | os.PathLike,
       if name in tensors and tensors[name].size != tuple(shape):
         raise ValueError(f"{path} does not hold the weights expected: {name!r} has shape "
                          f"{tensors[name].size} where {tuple(shape)} is expected")
+    storages = {tensor.storage.key: tensor.storage for tensor in tensors.values()}
+    stored = sum(s.numel * s.dtype.itemsize for s in storages.values())
+    copied = sum(math.prod(t.size) * t.storage.dtype.itemsize for t in tensors.values())
+    if copied > stored:  # tensors sharing elements: their copies would outgrow the file
+      raise ValueError(f"{path} is not a weights file this reader takes: its tensors would "
+                       f"take {copied:,} bytes, more than the {stored:,} their storages hold")
     with _foreign_file_errors(path):
       return {name: _materialise(tensor, read_storage(tensor.storage))
               for name, tensor in tensors.items()}
