@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -281,6 +282,33 @@ def test_bad_images_and_rows_are_skipped_and_listed(sample, tmp_path):
   assert metadata["splits"]["train"]["count"] == NUM_IMAGES - 7
   np.testing.assert_array_equal(_all_images(tmp_path / "out"),
                                 np.stack([_reference(images[n]) for n in names[7:]]))
+
+
+@pytest.mark.parametrize("packed_as", ["folder", "zip"])
+def test_a_file_too_large_for_an_image_is_skipped_unread(tmp_path, packed_as):
+  src = _write_faces(tmp_path / "src", 3)
+  big = celeba_prepare.MAX_IMAGE_FILE_BYTES + 1
+  if packed_as == "folder":
+    with open(src / "huge.png", "wb") as f:  # sparse: takes no disk
+      f.truncate(20 * 2**30)
+    big = 20 * 2**30
+  else:
+    with zipfile.ZipFile(tmp_path / "faces.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+      for face in sorted(src.iterdir()):
+        archive.write(face, face.name)
+      archive.writestr("huge.png", bytes(big))  # deflates to a few hundred KB
+    src = tmp_path / "faces.zip"
+  tracemalloc.start()
+  try:
+    celeba_prepare.prepare(src, tmp_path / "out", dataclasses.replace(CONFIG, crop=20),
+                           num_workers=1)
+    _, peak = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  assert (tmp_path / "out" / "skipped.txt").read_text() == (
+      f"huge.png\ta file of {big:,} bytes, above the "
+      f"{celeba_prepare.MAX_IMAGE_FILE_BYTES:,} an image may take\n")
+  assert peak < 32 * 2**20
 
 
 def _composite_on_black(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:

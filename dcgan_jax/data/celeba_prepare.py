@@ -282,7 +282,8 @@ def encode_record(data: bytes, attribute_values: list[str] | None, encoding: _En
   return pixels.tobytes() + attribute_bytes
 
 
-_Image = tuple[str, bytes, list[str] | None]  # name, file bytes, raw attribute row
+# name, the file's bytes (or why it was not read), its raw attribute row
+_Image = tuple[str, bytes | str, list[str] | None]
 _Encoded = tuple[str, bytes | None, str]  # name, record or None, why it was skipped
 
 
@@ -290,6 +291,9 @@ def _encode_images(encoding: _Encoding, images: list[_Image]) -> list[_Encoded]:
   """Runs in a worker process."""
   encoded = []
   for name, data, attribute_values in images:
+    if isinstance(data, str):
+      encoded.append((name, None, data))
+      continue
     try:
       encoded.append((name, encode_record(data, attribute_values, encoding), ""))
     except Image.UnidentifiedImageError:
@@ -414,12 +418,21 @@ class _Progress:
           flush=True)
 
 
+# A CelebA JPEG is about 10 KB and a 50-megapixel photo under 64 MB; a file (or a zip
+# member, by the size it declares) beyond this is skipped unread.
+MAX_IMAGE_FILE_BYTES = 64 * 2**20
+
+
 def _read_images(source: SourceImages, shards: list[_Shard]) -> Iterator[_Image]:
   archive = zipfile.ZipFile(source.zip_path) if source.zip_path else None
   try:
     for name in itertools.chain.from_iterable(s.image_names for s in shards):
       member = source.members[name]
-      data = archive.read(member) if archive else Path(member).read_bytes()
+      size = archive.getinfo(member).file_size if archive else Path(member).stat().st_size
+      if size > MAX_IMAGE_FILE_BYTES:  # read whole, it would take the memory it declares
+        data = f"a file of {size:,} bytes, above the {MAX_IMAGE_FILE_BYTES:,} an image may take"
+      else:
+        data = archive.read(member) if archive else Path(member).read_bytes()
       yield name, data, source.attribute_rows.get(name)
   finally:
     if archive is not None:
