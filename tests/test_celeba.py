@@ -284,6 +284,16 @@ def test_bad_images_and_rows_are_skipped_and_listed(sample, tmp_path):
                                 np.stack([_reference(images[n]) for n in names[7:]]))
 
 
+def test_a_listing_of_binary_garbage_is_one_line_naming_it(tmp_path):
+  src = _write_faces(tmp_path / "src", 3)
+  (src / "list_attr_celeba.txt").write_bytes(b"3\n\xff\xfe\x00garbage")
+  with pytest.raises(celeba_prepare.PrepareError, match=rf"^--src {re.escape(str(src))}/"
+                                                        r"list_attr_celeba.txt is not a text "
+                                                        r"listing \(byte 2 is not UTF-8\)"):
+    celeba_prepare.prepare(src, tmp_path / "out", dataclasses.replace(CONFIG, crop=20))
+  assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("packed_as", ["folder", "zip"])
 def test_a_file_too_large_for_an_image_is_skipped_unread(tmp_path, packed_as):
   src = _write_faces(tmp_path / "src", 3)

@@ -109,11 +109,19 @@ def _find_listing(folders: list[Path], archive: zipfile.ZipFile | None,
     for folder in folders:
       path = folder / f"{stem}{suffix}"
       if path.is_file():
-        return path.read_text(encoding="utf-8"), suffix == ".csv", str(path)
+        return _listing_text(path.read_bytes(), str(path)), suffix == ".csv", str(path)
     if archive is not None and f"{stem}{suffix}" in archive_names:
       member = archive_names[f"{stem}{suffix}"]
-      return archive.read(member).decode("utf-8"), suffix == ".csv", member
+      return _listing_text(archive.read(member), member), suffix == ".csv", member
   return None
+
+
+def _listing_text(data: bytes, where: str) -> str:
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError as error:
+    raise PrepareError(f"--src {where} is not a text listing (byte {error.start} is not UTF-8); "
+                       f"expected CelebA's list_*.txt or Kaggle's list_*.csv") from None
 
 
 def _check_unique_names(src: Path, paths: list[str]) -> None:
