@@ -137,7 +137,13 @@ def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable
   if int(jax.device_get(state.step)) != step:  # a copy under another step's name
     raise UnusableCheckpoint(f"checkpoint {directory} holds step "
                              f"{int(jax.device_get(state.step))}, not the step of its name")
-  if (directory / "digest").exists():
+  if not (directory / "digest").exists():
+    # Checkpoints have digests from some step on (earlier ones were written before them).
+    if any((directory.parent / str(s) / "digest").exists() for s in manager.all_steps()
+           if s < step):
+      raise UnusableCheckpoint(f"checkpoint {directory} has no digest, which the checkpoints "
+                               f"before it have: it was removed")
+  else:
     try:
       digest = manager.restore(step, args=ocp.args.Composite(digest=ocp.args.JsonRestore()))
       expected = digest["digest"]["state_fingerprint"]

@@ -272,6 +272,7 @@ def _move_data_position(checkpoint: Path) -> None:
 
 DAMAGE = {
     "flipped bits": lambda checkpoint: _flip_bytes(_largest_data_file(checkpoint)),
+    "removed digest": lambda checkpoint: shutil.rmtree(checkpoint / "digest"),
     "moved data position": _move_data_position,
     "truncated file": lambda checkpoint: _truncate(_largest_data_file(checkpoint)),
     "deleted manifest": lambda checkpoint: (checkpoint / "state" / "manifest.ocdbt").unlink(),
@@ -293,9 +294,9 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_the_one_before_resumed(
     checkpointed_run, tmp_path, capsys, damage):
   workdir = tmp_path / "run"
   shutil.copytree(checkpointed_run / "run", workdir)
-  original = sorted(p.relative_to(workdir / "checkpoints" / "8")
-                    for p in (workdir / "checkpoints" / "8").rglob("*"))
   DAMAGE[damage](workdir / "checkpoints" / "8")
+  damaged = sorted(p.relative_to(workdir / "checkpoints" / "8")
+                   for p in (workdir / "checkpoints" / "8").rglob("*"))
   final = train_tiny(workdir, {"train.checkpoint_every": 2, "train.num_steps": 10})
   report = [line for line in capsys.readouterr().err.splitlines() if "checkpoint" in line]
   aside = workdir / "checkpoints_unusable"
@@ -303,8 +304,7 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_the_one_before_resumed(
   assert len(report) == 1 and report[0].startswith(f"checkpoint {workdir / 'checkpoints' / '8'} ")
   assert report[0].endswith(f"; moved to {moved}")
   assert moved.name.startswith("8-")
-  kept = sorted(p.relative_to(moved) for p in moved.rglob("*"))
-  assert set(kept) <= set(original) and len(original) - len(kept) <= 1  # renamed, not deleted
+  assert sorted(p.relative_to(moved) for p in moved.rglob("*")) == damaged  # renamed, whole
   assert final["state_fingerprint"] == _fingerprint(checkpointed_run / "straight")
 
 
