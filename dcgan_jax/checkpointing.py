@@ -40,7 +40,15 @@ def create_manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
 
 def create_best_manager(directory: Path) -> ocp.CheckpointManager:
   """Keeps the one train state with the lowest `score` passed to `save_best`, with its
-  digest."""
+  digest. Its scores are read at once: damaged ones are one line naming the directory."""
+  try:
+    return _best_manager(directory)
+  except (ValueError, OSError) as error:  # the JSON of a step's metrics
+    raise ValueError(f"{directory} holds a best checkpoint whose score cannot be read "
+                     f"({_one_line(error)}); move that checkpoint out of it") from None
+
+
+def _best_manager(directory: Path) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       directory.absolute(),
       options=ocp.CheckpointManagerOptions(

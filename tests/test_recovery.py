@@ -332,6 +332,15 @@ def test_the_best_checkpoint_is_checked_against_its_digest_too(tmp_path):
     checkpointing.restore_state(tmp_path / "checkpoints_best", abstract)
 
 
+def test_a_best_checkpoint_with_an_unreadable_score_is_one_line_naming_it(tmp_path):
+  overrides = {"eval.every_steps": 4, "eval.num_samples": 32}
+  train_tiny(tmp_path, {**overrides, "train.num_steps": 4})
+  (tmp_path / "checkpoints_best" / "4" / "metrics" / "metrics").write_bytes(b"\x00garbage{")
+  with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'checkpoints_best'))} "
+                                       r"holds a best checkpoint whose score cannot be read"):
+    train_tiny(tmp_path, overrides)
+
+
 def test_flipped_bits_are_caught_by_the_digest_when_the_file_still_reads(checkpointed_run,
                                                                          tmp_path):
   """A change in stored values that the storage format does not notice: only the
