@@ -207,10 +207,17 @@ def _set_aside_directory(directory: Path) -> Path:
   return directory.with_name(directory.name + "_unusable")
 
 
-def check_not_all_set_aside(directory: Path) -> None:
-  """A run whose checkpoints were all set aside is not started again from step 0."""
-  aside = _set_aside_directory(directory)
+def check_checkpoint_directory(directory: Path) -> None:
+  """Before a run starts: each step entry is a real directory (not a link, which orbax
+  would follow, even into a loop), and a run whose checkpoints were all set aside is not
+  started again from step 0."""
   steps = [p for p in directory.iterdir() if p.name.isdigit()] if directory.is_dir() else []
+  for step in steps:
+    if step.is_symlink() or not step.is_dir():
+      raise ValueError(f"{step} is not a checkpoint directory ("
+                       f"{'a symbolic link' if step.is_symlink() else 'a file'}); move it out "
+                       f"of {directory}")
+  aside = _set_aside_directory(directory)
   if not steps and aside.is_dir() and any(aside.iterdir()):
     raise no_usable_checkpoint(directory)
 

@@ -175,7 +175,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
            source: sources.Source, mesh: jax.sharding.Mesh, num_steps: int,
            allow_changes: Collection[str], start_time: float) -> dict[str, Any]:
   is_main_process = jax.process_index() == 0
-  checkpointing.check_not_all_set_aside(workdir / "checkpoints")
+  checkpointing.check_checkpoint_directory(workdir / "checkpoints")
   manager = checkpointing.create_manager(workdir / "checkpoints", config.train.keep_checkpoints)
   resume_step = manager.latest_step()
   if resume_step is not None and resume_step > num_steps:

@@ -332,6 +332,24 @@ def test_the_best_checkpoint_is_checked_against_its_digest_too(tmp_path):
     checkpointing.restore_state(tmp_path / "checkpoints_best", abstract)
 
 
+@pytest.mark.parametrize("entry", ["a link to itself", "a file"])
+def test_a_step_entry_that_is_not_a_directory_is_one_line_before_training(checkpointed_run,
+                                                                          tmp_path, entry):
+  workdir = tmp_path / "run"
+  shutil.copytree(checkpointed_run / "run", workdir)
+  step = workdir / "checkpoints" / "9"
+  if entry == "a file":
+    step.write_text("mine")
+  else:
+    step.symlink_to(step)
+  before = (workdir / "metrics.jsonl").read_bytes()
+  with pytest.raises(ValueError, match=rf"^{re.escape(str(step))} is not a checkpoint directory "
+                                       rf"\({'a symbolic link' if 'link' in entry else 'a file'}"
+                                       r"\); move it out of "):
+    train_tiny(workdir, {"train.checkpoint_every": 2, "train.num_steps": 10})
+  assert (workdir / "metrics.jsonl").read_bytes() == before
+
+
 def test_a_best_checkpoint_with_an_unreadable_score_is_one_line_naming_it(tmp_path):
   overrides = {"eval.every_steps": 4, "eval.num_samples": 32}
   train_tiny(tmp_path, {**overrides, "train.num_steps": 4})
