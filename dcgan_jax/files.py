@@ -1,9 +1,12 @@
-"""Writing files so that a reader, or a later run, never sees half of one."""
+"""Writing files so that a reader, or a later run, never sees half of one, and one
+process at a time in a directory."""
 
 import contextlib
+import fcntl
 import io
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -61,3 +64,31 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
   buffer = io.BytesIO()
   np.savez(buffer, **arrays)
   write_atomic(path, buffer.getvalue())
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def locked(directory: Path, flag: str) -> Iterator[None]:
+  """Holds DIR/.lock while this process writes DIR (the directory given as `flag`). A
+  second process is refused at once, naming the holder; the lock is an flock, which the
+  OS releases when its process dies, so a dead process's lock is simply taken over. The
+  file stays, naming the last holder."""
+  lock = directory / LOCK_NAME
+  if lock.is_symlink():  # opened, it would write into whatever it points at
+    raise ValueError(f"{lock} is a symbolic link; remove it (the lock is a file of the "
+                     f"directory's own)")
+  fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
+      raise ValueError(f"{flag} {directory} is in use by {holder}; wait for it to end or "
+                       f"use another {flag}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    yield
+  finally:
+    os.close(fd)

@@ -1,15 +1,12 @@
 """The run directory: its config.json (written at the start, checked on resume, read
 back), and the lock that keeps a second process out of it."""
 
-import contextlib
 import copy
-import fcntl
 import json
 import os
-import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Collection, Iterator
+from typing import Any, Collection
 
 import ml_collections
 
@@ -200,30 +197,3 @@ def make_workdir(workdir: Path) -> None:
   for name in SUBDIRECTORIES:
     if os.path.lexists(workdir / name):
       _check_writable_directory(workdir / name, "--workdir's")
-
-
-LOCK_NAME = ".lock"
-
-
-@contextlib.contextmanager
-def locked(workdir: Path) -> Iterator[None]:
-  """Holds DIR/.lock while the run writes DIR. A second process is refused at once,
-  naming the holder; the lock is an flock, which the OS releases when its process dies,
-  so a dead run's lock is simply taken over."""
-  lock = workdir / LOCK_NAME
-  if lock.is_symlink():  # opened, it would write into whatever it points at
-    raise ValueError(f"{lock} is a symbolic link; remove it (the lock is a file of the run's "
-                     f"own)")
-  fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-  try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
-      raise ValueError(f"--workdir {workdir} is in use by {holder}; wait for it to end or "
-                       f"use another --workdir") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-    yield
-  finally:
-    os.close(fd)

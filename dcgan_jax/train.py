@@ -167,7 +167,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   if is_main_process:
     run_dir.make_workdir(workdir)
   # Only process 0 writes; the processes of a multi-host run share the workdir.
-  with (run_dir.locked(workdir) if is_main_process else contextlib.nullcontext()):
+  with (files.locked(workdir, "--workdir") if is_main_process else contextlib.nullcontext()):
     return _train(config, workdir, setup, source, mesh, num_steps, allow_changes, start_time)
 
 

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> None:
   # process ends.
   try:
     celeba_prepare.prepare(Path(_SRC.value), Path(_OUT.value), config, _NUM_WORKERS.value)
-  except celeba_prepare.PrepareError as error:
+  except ValueError as error:  # a PrepareError, or --out in use by another prepare
     cli.fail(error)
 
 

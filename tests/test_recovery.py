@@ -17,7 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
-from dcgan_jax import checkpointing, run_dir, steps, summaries, train
+from dcgan_jax import checkpointing, files, run_dir, steps, summaries, train
 from dcgan_jax.report import page
 from dcgan_jax.train_state import abstract_state, setup_from_config
 from tests.cli import REPO, SYNTHETIC_TINY, train as train_cli
@@ -425,13 +425,13 @@ def test_a_complete_run_is_left_as_it_is(checkpointed_run, tmp_path, capsys):
 def test_a_lock_held_by_a_live_process_refuses_and_a_dead_ones_is_taken_over(tmp_path):
   workdir = tmp_path / "run"
   workdir.mkdir()
-  with run_dir.locked(workdir):
+  with files.locked(workdir, "--workdir"):
     with pytest.raises(ValueError, match=rf"^--workdir {workdir} is in use by process "
                                          rf"{os.getpid()} on "):
       train_tiny(workdir)
   assert not (workdir / "config.json").exists()
   # What a killed run leaves: the file, without the flock the OS dropped with its process.
-  (workdir / run_dir.LOCK_NAME).write_text("process 4194000 on elsewhere\n")
+  (workdir / files.LOCK_NAME).write_text("process 4194000 on elsewhere\n")
   assert train_tiny(workdir, {"train.num_steps": 2})["step"] == 2
 
 

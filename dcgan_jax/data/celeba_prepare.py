@@ -481,7 +481,8 @@ def _check_out_dir(out: Path, expected: dict, own_names: set[str]) -> None:
       changes = ", ".join(f"{k}: {found.get(k)!r} -> {expected[k]!r}" for k in differing)
       raise PrepareError(f"--out {out} holds shards of a different configuration "
                          f"({changes}); use an empty --out or the same flags")
-  allowed = {files.temporary_name(name) for name in own_names} | (own_names if markers else set())
+  allowed = ({files.LOCK_NAME} | {files.temporary_name(name) for name in own_names}
+             | (own_names if markers else set()))
   foreign = sorted(p.name for p in out.iterdir() if p.name not in allowed) if out.is_dir() else []
   if foreign:
     more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
@@ -541,54 +542,56 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
 
   created = not out.exists()
   out.mkdir(parents=True, exist_ok=True)
-  state_path = out / _STATE_FILE
-  if state_path.is_file():
-    state = json.loads(state_path.read_text())
-  else:
-    state = {**identity, "shards": {}}
-    files.write_atomic(state_path, json.dumps(state).encode())
-  pending = [shard for shards in shards_by_split.values() for shard in shards
-             if not (shard.file_name in state["shards"] and (out / shard.file_name).is_file())]
-  progress = _Progress(sum(len(s.image_names) for s in pending))
-  encoding = _Encoding(crop=config.crop, resolution=config.resolution,
-                       num_attributes=len(source.attribute_names or []),
-                       check_celeba_size=source.is_celeba)
-  num_workers = num_workers or default_num_workers()
-  with _decoding_pool(num_workers) as pool:
-    encoded = _encode_in_order(pool, encoding, _read_images(source, pending),
-                               max_tasks_in_flight=4 * num_workers)
-    for shard in pending:
-      skipped: list[list[str]] = []
-      count = _write_shard(out / shard.file_name,
-                           _records_of_shard(encoded, shard, skipped, progress))
-      state["shards"][shard.file_name] = {"count": count, "skipped": skipped}
+  # A second prepare into the same --out is refused while this one writes.
+  with files.locked(out, "--out"):
+    state_path = out / _STATE_FILE
+    if state_path.is_file():
+      state = json.loads(state_path.read_text())
+    else:
+      state = {**identity, "shards": {}}
       files.write_atomic(state_path, json.dumps(state).encode())
-  if sys.stderr.isatty() and pending:
-    print(file=sys.stderr)
+    pending = [shard for shards in shards_by_split.values() for shard in shards
+               if not (shard.file_name in state["shards"] and (out / shard.file_name).is_file())]
+    progress = _Progress(sum(len(s.image_names) for s in pending))
+    encoding = _Encoding(crop=config.crop, resolution=config.resolution,
+                         num_attributes=len(source.attribute_names or []),
+                         check_celeba_size=source.is_celeba)
+    num_workers = num_workers or default_num_workers()
+    with _decoding_pool(num_workers) as pool:
+      encoded = _encode_in_order(pool, encoding, _read_images(source, pending),
+                                 max_tasks_in_flight=4 * num_workers)
+      for shard in pending:
+        skipped: list[list[str]] = []
+        count = _write_shard(out / shard.file_name,
+                             _records_of_shard(encoded, shard, skipped, progress))
+        state["shards"][shard.file_name] = {"count": count, "skipped": skipped}
+        files.write_atomic(state_path, json.dumps(state).encode())
+    if sys.stderr.isatty() and pending:
+      print(file=sys.stderr)
 
-  skipped = unsplit + [entry for name in shard_names for entry in state["shards"][name]["skipped"]]
-  if not any(state["shards"][name]["count"] for name in shard_names):
-    # Empty shards are of no use, and would make this --out refuse a run on a mended --src.
-    for name in (*shard_names, _STATE_FILE):
-      (out / name).unlink()
-    if created:
-      out.rmdir()
-    raise _no_usable_image(src, skipped)
-  metadata = {
-      "format_version": FORMAT_VERSION, "resolution": config.resolution, "crop": config.crop,
-      "resample": "lanczos", "attribute_names": source.attribute_names,
-      "source_fingerprint": source.fingerprint, "split": config.split,
-      "num_shards": config.num_shards, "splits": {}}
-  for split, shards in shards_by_split.items():
-    metadata["splits"][split] = {
-        "count": sum(state["shards"][s.file_name]["count"] for s in shards),
-        "shards": [s.file_name for s in shards]}
-  skipped_text = "".join(f"{name}\t{reason}\n" for name, reason in sorted(skipped))
-  files.write_atomic(out / "skipped.txt", skipped_text.encode())
-  files.write_atomic(out / "metadata.json", (json.dumps(metadata, indent=2) + "\n").encode())
-  state_path.unlink()
-  written = sum(v["count"] for v in metadata["splits"].values())
-  per_split = ", ".join(f"{s} {v['count']}" for s, v in metadata["splits"].items())
-  print(f"wrote {written} images to {out} ({per_split}), skipped {len(skipped)} "
-        f"(see skipped.txt), {progress.rate():,.0f} images/s", file=sys.stderr)
-  return metadata
+    skipped = unsplit + [entry for name in shard_names for entry in state["shards"][name]["skipped"]]
+    if not any(state["shards"][name]["count"] for name in shard_names):
+      # Empty shards are of no use, and would make this --out refuse a run on a mended --src.
+      for name in (*shard_names, _STATE_FILE, files.LOCK_NAME):
+        (out / name).unlink()
+      if created:
+        out.rmdir()
+      raise _no_usable_image(src, skipped)
+    metadata = {
+        "format_version": FORMAT_VERSION, "resolution": config.resolution, "crop": config.crop,
+        "resample": "lanczos", "attribute_names": source.attribute_names,
+        "source_fingerprint": source.fingerprint, "split": config.split,
+        "num_shards": config.num_shards, "splits": {}}
+    for split, shards in shards_by_split.items():
+      metadata["splits"][split] = {
+          "count": sum(state["shards"][s.file_name]["count"] for s in shards),
+          "shards": [s.file_name for s in shards]}
+    skipped_text = "".join(f"{name}\t{reason}\n" for name, reason in sorted(skipped))
+    files.write_atomic(out / "skipped.txt", skipped_text.encode())
+    files.write_atomic(out / "metadata.json", (json.dumps(metadata, indent=2) + "\n").encode())
+    state_path.unlink()
+    written = sum(v["count"] for v in metadata["splits"].values())
+    per_split = ", ".join(f"{s} {v['count']}" for s, v in metadata["splits"].items())
+    print(f"wrote {written} images to {out} ({per_split}), skipped {len(skipped)} "
+          f"(see skipped.txt), {progress.rate():,.0f} images/s", file=sys.stderr)
+    return metadata
