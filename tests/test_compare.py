@@ -1,6 +1,12 @@
 """Presets compared over seeds: trained once, scored alike, summarised honestly."""
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -8,7 +14,7 @@ from PIL import Image
 
 from dcgan_jax import compare, summaries
 from experiments.configs import dcgan, lsgan
-from tests.cli import run_module
+from tests.cli import REPO, run_module
 
 # Trains whole runs (several, or in other processes): left out of the quick check.
 pytestmark = pytest.mark.slow
@@ -104,6 +110,26 @@ def test_cli_takes_tiny_presets_and_refuses_a_mistyped_key_in_one_line(tmp_path)
     config = json.loads((tmp_path / name / "seed0" / "config.json").read_text())
     assert (config["data"]["resolution"], config["model"]["nf"]) == (16, 8)  # the tiny form
   assert "| dcgan:tiny |" in result.stdout and "| lsgan:tiny |" in result.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_stops_compare_in_one_line_naming_where_it_saved(tmp_path):
+  command = [sys.executable, "-m", "experiments.compare", "--workdir", str(tmp_path),
+             "--configs", "dcgan:tiny", "--seeds", "0", "--steps", "100000",
+             "--config.data.source=synthetic", "--config.train.log_every=1"]
+  process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  metrics = tmp_path / "dcgan:tiny" / "seed0" / "metrics.jsonl"
+  deadline = time.time() + 240
+  while not summaries.read_metrics(metrics) and time.time() < deadline:
+    assert process.poll() is None, process.stderr.read()[-3000:]
+    time.sleep(0.1)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 1 and len(stderr.strip().splitlines()) == 1, stderr[-3000:]
+  assert re.fullmatch(rf"stopped by SIGTERM at step \d+ of 100000, saved in "
+                      rf"{re.escape(str(metrics.parent / 'checkpoints'))}; run the same command "
+                      rf"to resume\n", stderr), stderr
 
 
 def test_cli_applies_config_keys_to_every_preset_and_prints_the_table(tmp_path):
