@@ -195,15 +195,19 @@ def test_tensors_larger_than_their_storage_are_refused_before_allocating(
     tmp_path, size, stride, storage_numel):
   path = write_torch_zip(tmp_path / "crafted.pth", {"w": (size, stride)}, storage_numel)
   assert path.stat().st_size < 70_000  # the file is small; the tensor it declares is 512 MiB
+  assert _peak_bytes_refusing(path, rf"^{re.escape(str(path))} .*'w'.*does not fit in the "
+                                    rf"{storage_numel} elements") < 50e6
+
+
+def _peak_bytes_refusing(path: Path, message: str) -> int:
+  """The peak memory of reading `path`, which is refused with `message` (a regex)."""
   tracemalloc.start()
   try:
-    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} .*'w'.*does not fit in the "
-                                         rf"{storage_numel} elements"):
+    with pytest.raises(ValueError, match=message):
       torch_pickle.read_torch_state_dict(path)
-    _, peak = tracemalloc.get_traced_memory()
+    return tracemalloc.get_traced_memory()[1]
   finally:
     tracemalloc.stop()
-  assert peak < 50e6
 
 
 def test_many_tensors_viewing_one_storage_are_refused_before_allocating(tmp_path):
@@ -212,16 +216,9 @@ def test_many_tensors_viewing_one_storage_are_refused_before_allocating(tmp_path
   path = tmp_path / "views.pth"
   torch.save({f"t{i}": shared for i in range(500)}, path)  # one storage, 500 tensors
   assert path.stat().st_size < 5e6  # one 4 MiB storage; its 500 copies would be 2 GB
-  tracemalloc.start()
-  try:
-    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} is not a weights file this "
-                                         r"reader takes: its tensors would take 2,097,152,000 "
-                                         r"bytes, more than the 4,194,304 their storages hold$"):
-      torch_pickle.read_torch_state_dict(path)
-    _, peak = tracemalloc.get_traced_memory()
-  finally:
-    tracemalloc.stop()
-  assert peak < 50e6
+  assert _peak_bytes_refusing(path, rf"^{re.escape(str(path))} is not a weights file this "
+                                    r"reader takes: its tensors would take 2,097,152,000 bytes, "
+                                    r"more than the 4,194,304 their storages hold$") < 50e6
 
 
 def test_inception_loader_refuses_a_parameter_of_another_shape_by_name(tmp_path):
