@@ -84,24 +84,25 @@ def config_as_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
-def read_json_object(path: Path) -> dict[str, Any]:
-  """A JSON object the run wrote (config.json, data.json); one line naming the file if it
-  is not one (damaged, edited, or nested past reading)."""
+def read_json(path: Path, kind: type = dict) -> Any:
+  """A JSON `kind` the run wrote (config.json, data.json, sessions.json); one line naming
+  the file if it is not one (damaged, edited, or nested past reading)."""
   try:
     value = json.loads(path.read_bytes())
   except (ValueError, RecursionError) as error:  # JSON, UTF-8 or nesting
     raise ValueError(f"{path} is not the JSON the run wrote ({type(error).__name__}: "
                      f"{' '.join(str(error).split())[:120]}); restore it or use a new "
                      f"--workdir") from None
-  if not isinstance(value, dict):
-    raise ValueError(f"{path} holds a JSON {type(value).__name__}, not the object the run "
-                     f"wrote; restore it or use a new --workdir")
+  if not isinstance(value, kind):
+    raise ValueError(f"{path} holds a JSON {type(value).__name__}, not the "
+                     f"{'object' if kind is dict else kind.__name__} the run wrote; restore it "
+                     f"or use a new --workdir")
   return value
 
 
 def _saved_config(path: Path) -> tuple[dict[str, Any], list]:
   """config.json's keys (those added since filled in) and its record of resume changes."""
-  saved = read_json_object(path)
+  saved = read_json(path)
   record = saved.pop(RESUME_CHANGES, [])
   try:
     return with_added_keys(saved), record
@@ -165,7 +166,7 @@ def check_same_data(workdir: Path, identity: dict[str, Any]) -> None:
   path = workdir / DATA_RECORD
   if not path.exists():
     return
-  recorded = read_json_object(path)
+  recorded = read_json(path)
   if recorded != identity:
     differing = ", ".join(f"{k}: {recorded.get(k)!r} -> {identity.get(k)!r}"
                           for k in sorted(recorded.keys() | identity.keys())

@@ -6,7 +6,6 @@ running the same command again continues where the last run stopped.
 
 import contextlib
 import functools
-import json
 import math
 import signal
 import sys
@@ -66,11 +65,9 @@ def earlier_sessions(workdir: Path) -> list[dict[str, float]]:
   """The sessions DIR/sessions.json records. A run written before they were recorded has
   at most its last final.json's, without a first step."""
   if (workdir / SESSIONS).exists():
-    return json.loads((workdir / SESSIONS).read_text())
-  if (workdir / "final.json").exists():
-    final = json.loads((workdir / "final.json").read_text())
-    return [{"step": final["step"], "seconds": final["seconds"]}]
-  return []
+    return run_dir.read_json(workdir / SESSIONS, list)
+  final = _final_at(workdir / "final.json", None)
+  return [{"step": final["step"], "seconds": final["seconds"]}] if final else []
 
 
 def session_recorder(workdir: Path, earlier: list[dict[str, float]], first_step: int,
@@ -186,16 +183,14 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   config_json = run_dir.config_to_write(workdir, config, resume_step, allow_changes)
   data_identity = sources.data_identity(config.data, config.seed)
   run_dir.check_same_data(workdir, data_identity)
-  final_path = workdir / "final.json"
-  if resume_step == num_steps and final_path.exists():
-    final = json.loads(final_path.read_text())
-    if final["step"] == num_steps:
-      manager.close()
-      if is_main_process:
-        if config.train.write_report and page.report_step(workdir / "report") != num_steps:
-          print(f"report {_write_report(config, workdir) / 'index.html'}", flush=True)
-        print(f"run complete at step {num_steps}; raise train.num_steps to continue", flush=True)
-      return final
+  final = _final_at(workdir / "final.json", num_steps) if resume_step == num_steps else None
+  if final is not None:
+    manager.close()
+    if is_main_process:
+      if config.train.write_report and page.report_step(workdir / "report") != num_steps:
+        print(f"report {_write_report(config, workdir) / 'index.html'}", flush=True)
+      print(f"run complete at step {num_steps}; raise train.num_steps to continue", flush=True)
+    return final
   if is_main_process:
     files.write_json(workdir / "config.json", config_json)
     files.write_json(workdir / run_dir.DATA_RECORD, data_identity)
@@ -248,6 +243,18 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       written.append(f"report {_write_report(config, workdir) / 'index.html'}")
     print("\n".join(written), flush=True)
   return final
+
+
+def _final_at(path: Path, step: int | None) -> dict[str, Any] | None:
+  """final.json if it describes `step` (any, for None); None if it is missing, older or
+  damaged (then the run writes it again from its last checkpoint)."""
+  try:
+    final = run_dir.read_json(path)
+  except (ValueError, FileNotFoundError):
+    return None
+  complete = (isinstance(final.get("step"), int)
+              and isinstance(final.get("seconds"), (int, float)))
+  return final if complete and step in (None, final["step"]) else None
 
 
 def _write_report(config: ml_collections.ConfigDict, workdir: Path) -> Path:

@@ -435,7 +435,7 @@ def test_a_lock_held_by_a_live_process_refuses_and_a_dead_ones_is_taken_over(tmp
   assert train_tiny(workdir, {"train.num_steps": 2})["step"] == 2
 
 
-def test_a_final_json_older_than_the_last_checkpoint_is_written_again(tmp_path):
+def test_a_final_json_older_than_the_last_checkpoint_or_damaged_is_written_again(tmp_path):
   """As after a run extended from 4 to 8 steps and stopped at step 8, after its last
   checkpoint but before final.json."""
   earlier = train_tiny(tmp_path, {"train.num_steps": 4})
@@ -445,6 +445,9 @@ def test_a_final_json_older_than_the_last_checkpoint_is_written_again(tmp_path):
   assert rewritten["step"] == 8 and rewritten["metrics"] == complete["metrics"]
   assert rewritten["state_fingerprint"] == complete["state_fingerprint"]
   assert json.loads((tmp_path / "final.json").read_text()) == rewritten
+  (tmp_path / "final.json").write_text('{"step": 8, "seco')  # damaged: written again too
+  assert train_tiny(tmp_path)["state_fingerprint"] == complete["state_fingerprint"]
+  assert json.loads((tmp_path / "final.json").read_text())["step"] == 8
 
 
 def test_a_resumed_run_calls_best_only_what_beats_every_evaluation_before(tmp_path, capsys):
