@@ -78,28 +78,38 @@ def _is_image_name(name: str) -> bool:
   return name.lower().endswith(IMAGE_SUFFIXES) and not Path(name).name.startswith(".")
 
 
-def _listing_rows(text: str, is_csv: bool) -> list[list[str]]:
-  """Fields of each non-empty line; CRLF or LF line ends."""
-  lines = text.splitlines()
+def _listing_rows(text: str, is_csv: bool) -> Iterator[list[str]]:
+  """Fields of each non-empty line, one line at a time; CRLF or LF line ends."""
+  lines = (line.rstrip("\r\n") for line in io.StringIO(text, newline=""))
   rows = csv.reader(lines) if is_csv else (line.split() for line in lines)
-  return [row for row in rows if row]
+  return (row for row in rows if row)
 
 
-def _parse_attributes(text: str, is_csv: bool, file_name: str
+def _rows_of(rows: Iterator[list[str]], names: set[str]) -> dict[str, list[str]]:
+  """The rows of the images in `names`: a full listing beside a few images is mostly
+  rows of images that are not there, and is not held."""
+  return {row[0]: row[1:] for row in rows if row[0] in names}
+
+
+def _parse_attributes(text: str, is_csv: bool, file_name: str, names: set[str]
                       ) -> tuple[list[str], dict[str, list[str]]]:
-  """Attribute names and the raw row of each image, from the official txt or Kaggle csv."""
+  """Attribute names and the raw row of each image in `names`, from the official txt or
+  Kaggle csv."""
   rows = _listing_rows(text, is_csv)
   # The txt starts with a count line, then the names; the csv's header names the id column.
-  header_line = 0 if is_csv else 1
-  header = rows[header_line][1 if is_csv else 0:] if len(rows) > header_line else []
+  if not is_csv:
+    next(rows, None)
+  header = next(rows, [])[1 if is_csv else 0:]
   if not header:
     raise PrepareError(f"--src {file_name}: expected a line of attribute names, found none")
-  return header, {row[0]: row[1:] for row in rows[header_line + 1:]}
+  return header, _rows_of(rows, names)
 
 
-def _parse_partition(text: str, is_csv: bool) -> dict[str, list[str]]:
-  rows = _listing_rows(text, is_csv)[1 if is_csv else 0:]
-  return {row[0]: row[1:] for row in rows}
+def _parse_partition(text: str, is_csv: bool, names: set[str]) -> dict[str, list[str]]:
+  rows = _listing_rows(text, is_csv)
+  if is_csv:
+    next(rows, None)
+  return _rows_of(rows, names)
 
 
 def _find_listing(folders: list[Path], archive: zipfile.ZipFile | None,
@@ -179,11 +189,11 @@ def scan_source(src: Path) -> SourceImages:
   attribute_names, attribute_rows = None, {}
   if attributes is not None:
     digest.update(attributes[0].encode())
-    attribute_names, attribute_rows = _parse_attributes(*attributes)
+    attribute_names, attribute_rows = _parse_attributes(*attributes, set(names))
   partition_rows = None
   if partition is not None:
     digest.update(partition[0].encode())
-    partition_rows = _parse_partition(*partition[:2])
+    partition_rows = _parse_partition(*partition[:2], set(names))
   return SourceImages(
       names=names, zip_path=zip_path, members=members, attribute_names=attribute_names,
       attribute_rows=attribute_rows, partition_rows=partition_rows,
