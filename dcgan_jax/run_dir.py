@@ -198,3 +198,6 @@ def make_workdir(workdir: Path) -> None:
   for name in SUBDIRECTORIES:
     if os.path.lexists(workdir / name):
       _check_writable_directory(workdir / name, "--workdir's")
+  if (workdir / "metrics.jsonl").is_symlink():
+    raise ValueError(f"{workdir / 'metrics.jsonl'} is a symbolic link; the run appends to it, "
+                     f"so it must be a file of the run's own")

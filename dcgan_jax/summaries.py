@@ -7,6 +7,7 @@ everything, so the loop needs no `if process_index == 0` of its own.
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -107,7 +108,10 @@ class MetricWriter:
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     self._workdir = workdir
     self._tb = SummaryWriter(logdir=str(workdir))
-    self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")
+    # Appended to, never through a link (run_dir.make_workdir refuses one up front).
+    self._jsonl = os.fdopen(os.open(workdir / "metrics.jsonl",
+                                    os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                                    0o644), "a", encoding="utf-8")
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     if not self._enabled:

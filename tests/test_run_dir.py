@@ -27,6 +27,11 @@ def test_a_planted_link_is_never_written_through(tmp_path):
     train_tiny(workdir)
   assert sorted(p.name for p in workdir.iterdir()) == [".lock"]
   (workdir / ".lock").unlink()
+  (workdir / "metrics.jsonl").symlink_to(outside)
+  with pytest.raises(ValueError, match=f"^{re.escape(str(workdir / 'metrics.jsonl'))} is a "
+                                       f"symbolic link"):
+    train_tiny(workdir)
+  (workdir / "metrics.jsonl").unlink()
   (workdir / files.temporary_name("config.json")).symlink_to(outside)
   train_tiny(workdir, {"train.num_steps": 2})
   assert outside.read_text() == "theirs"
