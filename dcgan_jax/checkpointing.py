@@ -7,15 +7,17 @@ restore: a checkpoint damaged on disk is found out instead of silently loaded.
 Checkpoints written before digests existed restore unchecked.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import grain
 import jax
@@ -31,6 +33,7 @@ class UnusableCheckpoint(ValueError):
 
 
 def create_manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
+  _drop_after_effects_of_failed_reads()
   return ocp.CheckpointManager(
       directory.absolute(),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
@@ -63,10 +66,11 @@ def _best_manager(directory: Path) -> ocp.CheckpointManager:
 
 def save_best(manager: ocp.CheckpointManager, state: TrainState, score: float) -> None:
   step = int(jax.device_get(state.step))
-  manager.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
-      digest=ocp.args.JsonSave({"state_fingerprint": state_fingerprint(state)})),
-               metrics={"score": score})
+  with _writing(manager):
+    manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        digest=ocp.args.JsonSave({"state_fingerprint": state_fingerprint(state)})),
+                 metrics={"score": score})
 
 
 def _data_fingerprint(data_iterator: grain.DatasetIterator) -> str:
@@ -80,11 +84,12 @@ def _data_fingerprint(data_iterator: grain.DatasetIterator) -> str:
 def save(manager: ocp.CheckpointManager, state: TrainState,
          data_iterator: grain.DatasetIterator) -> None:
   step = int(jax.device_get(state.step))
-  saved = manager.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
-      data=grain.checkpoint.CheckpointSave(data_iterator),
-      digest=ocp.args.JsonSave({"state_fingerprint": state_fingerprint(state),
-                                "data_fingerprint": _data_fingerprint(data_iterator)})))
+  with _writing(manager):
+    saved = manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(data_iterator),
+        digest=ocp.args.JsonSave({"state_fingerprint": state_fingerprint(state),
+                                  "data_fingerprint": _data_fingerprint(data_iterator)})))
   if not saved:  # orbax skips a step at or below one it holds
     raise ValueError(f"the checkpoint of step {step} was not saved: {manager.directory} holds "
                      f"step {manager.latest_step()}, beyond it; move that one away and resume")
@@ -101,19 +106,23 @@ def _raised_in_orbax(error_traceback) -> bool:
   return any("orbax" in frame.filename for frame in traceback.extract_tb(error_traceback))
 
 
-class _OrbaxReadFailures(logging.Filter):
-  """Drops asyncio's "exception was never retrieved" records of failures raised in orbax."""
+class _OrbaxFailures(logging.Filter):
+  """Drops asyncio's "exception was never retrieved" records of failures raised in orbax,
+  and orbax's own error records (with their tracebacks) of a failed write, which it also
+  raises, to be reported in one line."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return not (record.exc_info and _raised_in_orbax(record.exc_info[2]))
+    own_error = record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname
+    return not (own_error or (record.exc_info and _raised_in_orbax(record.exc_info[2])))
 
 
 def _drop_after_effects_of_failed_reads() -> None:
-  """After a failed read, orbax's pending reads still fail one by one, in coroutines and
-  in tensorstore callbacks into the event loop orbax has closed, and each would print a
-  traceback, through sys.unraisablehook or asyncio's logger (for a task whose exception
-  nobody retrieved), drowning the one-line report. Drops those, and only those:
-  exceptions raised inside orbax, or "Event loop is closed"."""
+  """After a failed read or write, orbax's pending operations still fail one by one, in
+  coroutines and in tensorstore callbacks into the event loop orbax has closed, and each
+  would print a traceback, through sys.unraisablehook, asyncio's logger (for a task whose
+  exception nobody retrieved) or orbax's own error log, drowning the one-line report.
+  Drops those, and only those: exceptions raised inside orbax, "Event loop is closed",
+  and orbax's error records."""
   previous = sys.unraisablehook
   if getattr(previous, "drops_failed_read_after_effects", False):
     return
@@ -126,7 +135,27 @@ def _drop_after_effects_of_failed_reads() -> None:
 
   hook.drops_failed_read_after_effects = True
   sys.unraisablehook = hook
-  logging.getLogger("asyncio").addFilter(_OrbaxReadFailures())
+  for logger in ("asyncio", "absl"):
+    logging.getLogger(logger).addFilter(_OrbaxFailures())
+
+
+@contextlib.contextmanager
+def _writing(manager: ocp.CheckpointManager) -> Iterator[None]:
+  """A failed checkpoint write (a full disk, say: orbax raises it at the next save or
+  wait) as one line naming the directory."""
+  try:
+    yield
+  except (ValueError, OSError) as error:
+    reason = next((r for r in ("No space left on device", "Permission denied",
+                               "Read-only file system") if r in str(error)), _one_line(error))
+    raise ValueError(f"cannot write a checkpoint in {manager.directory}: {reason}; the "
+                     f"checkpoints before it are kept") from None
+
+
+def finish(manager: ocp.CheckpointManager) -> None:
+  """Waits for the manager's saves to be written; `_writing`'s line if one failed."""
+  with _writing(manager):
+    manager.wait_until_finished()
 
 
 def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable[[], dict],

@@ -212,10 +212,10 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
                                   manager, best_manager, data_iterator, writer, stop_requested,
                                   start_time, record_session)
   finally:
-    manager.wait_until_finished()
+    checkpointing.finish(manager)
     manager.close()
     if best_manager is not None:
-      best_manager.wait_until_finished()
+      checkpointing.finish(best_manager)
       best_manager.close()
     writer.close()
     if hasattr(data_iterator, "close"):  # stops grain's worker processes
@@ -356,7 +356,7 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     progress.write(line + (" (best)" if is_best else ""))
 
   def stop_diverged(step: int) -> None:
-    manager.wait_until_finished()
+    checkpointing.finish(manager)
     record_session(step, time.time() - start_time)
     good = manager.latest_step()
     where = (f"the last good checkpoint, step {good} in {workdir / 'checkpoints'}, is kept; "
@@ -403,7 +403,7 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       if stopping:
         if pending is not None:
           log(*pending)
-        manager.wait_until_finished()
+        checkpointing.finish(manager)
         record_session(step, time.time() - start_time)
         raise TrainingStopped(
             f"stopped by {signal_name or 'another process'} at step {step} of {num_steps}, "

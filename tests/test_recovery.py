@@ -359,6 +359,32 @@ def test_a_best_checkpoint_with_an_unreadable_score_is_one_line_naming_it(tmp_pa
     train_tiny(tmp_path, overrides)
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 400 KB file system (a tmpfs): room for a few tiny checkpoints, then full."""
+  mount_point = tmp_path / "small"
+  mount_point.mkdir()
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount_point)],
+                           capture_output=True, text=True)
+  if mounted.returncode != 0:
+    pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+  try:
+    yield mount_point
+  finally:
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_checkpoints_before(small_disk, capfd):
+  with pytest.raises(ValueError, match=rf"^cannot write a checkpoint in "
+                                       rf"{re.escape(str(small_disk / 'run' / 'checkpoints'))}: "
+                                       r"No space left on device; the checkpoints before it are "
+                                       r"kept$"):
+    train_tiny(small_disk / "run", {"train.checkpoint_every": 2})
+  assert "Traceback" not in capfd.readouterr().err
+  for step in _checkpoint_steps(small_disk / "run"):
+    _restore(small_disk / "run", step)
+
+
 def test_flipped_bits_are_caught_by_the_digest_when_the_file_still_reads(checkpointed_run,
                                                                          tmp_path):
   """A change in stored values that the storage format does not notice: only the
