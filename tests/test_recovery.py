@@ -1,38 +1,25 @@
-"""Failure and recovery: signals, divergence, damaged checkpoints, a shared workdir and
-runs that are already complete."""
+"""Failure and recovery: divergence, damaged checkpoints, a shared workdir, a full disk and
+runs that are already complete (signals: test_signals)."""
 
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import psutil
 import pytest
 
 from dcgan_jax import checkpointing, files, run_dir, steps, summaries, train
-from dcgan_jax.report import page
 from dcgan_jax.train_state import abstract_state, setup_from_config
-from tests.cli import REPO, SYNTHETIC_TINY, train as train_cli
-from tests.runs import tiny_config, train_tiny
+from tests.cli import train as train_cli
+from tests.runs import checkpoint_steps, fingerprint, tiny_config, train_tiny
 
 # Trains whole runs (several, or in other processes): left out of the quick check.
 pytestmark = pytest.mark.slow
-
-
-def _fingerprint(workdir: Path) -> str:
-  return json.loads((workdir / "final.json").read_text())["state_fingerprint"]
-
-
-def _checkpoint_steps(workdir: Path) -> list[int]:
-  return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
 
 
 def _restore(workdir: Path, step: int):
@@ -40,161 +27,6 @@ def _restore(workdir: Path, step: int):
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   return checkpointing.restore_state(workdir / "checkpoints",
                                      abstract_state(setup_from_config(config), sharding), step)
-
-
-def _start_training(workdir: Path, *overrides: str) -> subprocess.Popen:
-  return subprocess.Popen(
-      [sys.executable, "-m", "experiments.celeba", "--workdir", str(workdir), "--config",
-       SYNTHETIC_TINY, *overrides], cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_step(workdir: Path, step: int, process: subprocess.Popen, timeout: float = 240
-                   ) -> None:
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    rows = summaries.read_metrics(workdir / "metrics.jsonl")
-    if rows and rows[-1]["step"] >= step:
-      return
-    if process.poll() is not None:
-      raise AssertionError(f"training ended early:\n{process.stderr.read()[-3000:]}")
-    time.sleep(0.1)
-  raise AssertionError(f"no step {step} in {timeout} s")
-
-
-def _children(pid: int) -> list[int]:
-  found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-  return [int(p) for p in found.split()]
-
-
-def _alive(pid: int) -> bool:
-  try:
-    status = Path(f"/proc/{pid}/status").read_text()
-  except FileNotFoundError:
-    return False
-  return "State:\tZ" not in status
-
-
-LONG = ("--config.train.num_steps=100000", "--config.train.checkpoint_every=100000",
-        "--config.train.sample_every=100000", "--config.train.log_every=1")
-
-
-@pytest.mark.bit_exact
-def test_sigterm_saves_where_it_stopped_and_the_rerun_ends_as_an_uninterrupted_run(tmp_path):
-  """Also: the data workers go with it, a second signal during the save harms nothing,
-  and a second process in the same workdir is refused at once, naming the first."""
-  workdir = tmp_path / "run"
-  process = _start_training(workdir, *LONG, "--config.data.num_workers=1")
-  _wait_for_step(workdir, 3, process)
-  second = subprocess.run(
-      [sys.executable, "-m", "experiments.celeba", "--workdir", str(workdir), "--config",
-       SYNTHETIC_TINY], cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
-      capture_output=True, text=True, timeout=120)
-  assert second.returncode == 2
-  assert second.stderr.strip().splitlines()[-1].startswith(
-      f"error: --workdir {workdir} is in use by process {process.pid} on ")
-  workers = _children(process.pid)
-  assert workers  # the grain worker (and the tools multiprocessing starts)
-  process.send_signal(signal.SIGTERM)
-  time.sleep(0.05)
-  process.send_signal(signal.SIGTERM)
-  _, stderr = process.communicate(timeout=120)
-  assert process.returncode == 1
-  last = stderr.strip().splitlines()[-1]
-  stopped_at = int(last.split(" at step ")[1].split()[0])
-  assert last == (f"stopped by SIGTERM at step {stopped_at} of 100000, saved in "
-                  f"{workdir / 'checkpoints'}; run the same command to resume")
-  assert "Traceback" not in stderr
-  assert _checkpoint_steps(workdir) == [stopped_at]
-  deadline = time.time() + 10
-  while any(_alive(pid) for pid in workers) and time.time() < deadline:
-    time.sleep(0.1)
-  assert not any(_alive(pid) for pid in workers)
-
-  total = stopped_at + 3
-  resumed = _start_training(workdir, f"--config.train.num_steps={total}",
-                            "--config.data.num_workers=1")
-  _, stderr = resumed.communicate(timeout=240)
-  assert resumed.returncode == 0, stderr[-3000:]
-  train_tiny(tmp_path / "straight", {"train.num_steps": total})
-  assert _fingerprint(workdir) == _fingerprint(tmp_path / "straight")
-
-
-def test_a_killed_run_leaves_no_data_worker_behind(tmp_path):
-  process = _start_training(tmp_path, *LONG, "--config.data.num_workers=2")
-  _wait_for_step(tmp_path, 2, process)
-  descendants = psutil.Process(process.pid).children(recursive=True)
-  assert len(descendants) >= 2  # the two workers, and multiprocessing's helpers
-  process.kill()
-  process.communicate(timeout=60)
-  deadline = time.time() + 20
-  while any(_alive(p.pid) for p in descendants) and time.time() < deadline:
-    time.sleep(0.1)
-  assert not [p.pid for p in descendants if _alive(p.pid)]
-
-
-def test_ctrl_c_saves_and_exits_with_one_line(tmp_path):
-  process = _start_training(tmp_path, *LONG)
-  _wait_for_step(tmp_path, 2, process)
-  process.send_signal(signal.SIGINT)
-  _, stderr = process.communicate(timeout=120)
-  assert process.returncode == 1 and "Traceback" not in stderr
-  assert stderr.strip().splitlines()[-1].startswith("stopped by SIGINT at step ")
-  assert len(_checkpoint_steps(tmp_path)) == 1
-
-
-def _handles_sigterm(pid: int) -> bool:
-  """Whether the process has installed its SIGTERM handler (Python's own catches SIGINT)."""
-  status = Path(f"/proc/{pid}/status").read_text()
-  caught = int(re.search(r"SigCgt:\s*([0-9a-f]+)", status).group(1), 16)
-  return bool(caught & (1 << (signal.SIGTERM - 1)))
-
-
-def _signal_at(workdir: Path, phase: str, signum: int, *overrides: str) -> tuple[int, str]:
-  """Starts training, sends a storm of `signum` once it prints a line starting with
-  `phase` ("" for as soon as it handles signals, while it still imports JAX); returns the
-  exit code and stderr, after checking that no process it started is left."""
-  process = _start_training(workdir, *overrides)
-  if phase:
-    while not (line := process.stdout.readline()).startswith(phase):
-      assert line, f"no line {phase!r}:\n{process.stderr.read()[-3000:]}"
-  else:
-    while not _handles_sigterm(process.pid):
-      time.sleep(0.01)
-  children = psutil.Process(process.pid).children(recursive=True)
-  for _ in range(10):
-    process.send_signal(signum)  # nothing once it has ended
-    time.sleep(0.02)
-  _, stderr = process.communicate(timeout=120)
-  deadline = time.time() + 10  # multiprocessing's resource tracker ends when its pipe closes
-  while any(_alive(child.pid) for child in children) and time.time() < deadline:
-    time.sleep(0.05)
-  assert not any(_alive(child.pid) for child in children)
-  return process.returncode, stderr
-
-
-def test_a_signal_at_any_phase_is_one_line_and_the_same_command_finishes_the_run(tmp_path):
-  workdir = tmp_path / "run"
-  run = ("--config.train.write_report=True", "--config.data.num_workers=1")
-  assert _signal_at(workdir, "", signal.SIGINT, *run) == (
-      1, "stopped by SIGINT before starting; nothing was written\n")
-  assert not workdir.exists()
-  # Creating the state and compiling the step; the loop, once in it, stops after a step.
-  code, stderr = _signal_at(workdir, "training 8 steps", signal.SIGINT, *run)
-  assert code == 1 and re.fullmatch(
-      r"stopped by SIGINT(; run the same command to finish| at step 1 of 8, saved in .*)\n",
-      stderr), stderr
-  assert _signal_at(workdir, "writing the report...", signal.SIGTERM, *run) == (
-      1, "stopped by SIGTERM; run the same command to finish\n")
-  assert json.loads((workdir / "final.json").read_text())["step"] == 8
-  assert page.report_step(workdir / "report") is None
-  assert not list((workdir / "report").glob(".*.tmp"))
-
-  finished = train_cli(workdir, *run)
-  assert finished.stdout.splitlines() == [
-      "writing the report...", f"report {workdir / 'report' / 'index.html'}",
-      "run complete at step 8; raise train.num_steps to continue"]
-  assert page.report_step(workdir / "report") == 8
 
 
 def _poisoned_from(step: int):
@@ -221,7 +53,7 @@ def test_divergence_writes_nothing_from_the_bad_state_and_a_retry_goes_on_from_t
   assert message.startswith("training diverged: non-finite parameters or metrics at step 8; "
                             f"the last good checkpoint, step 6 in {tmp_path / 'checkpoints'}")
   assert "--allow_changes=train.g_lr,train.d_lr" in message
-  assert _checkpoint_steps(tmp_path) == [2, 4, 6]
+  assert checkpoint_steps(tmp_path) == [2, 4, 6]
   assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_0000004.png"]
   for step in (2, 4, 6):
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(_restore(tmp_path, step).g_params))
@@ -245,7 +77,7 @@ def test_huge_learning_rates_never_put_a_non_finite_state_on_disk(tmp_path):
   with pytest.raises(train.TrainingStopped, match="^training diverged"):
     train_tiny(tmp_path, {"train.g_lr": 1e8, "train.d_lr": 1e8, "train.num_steps": 30,
                           "train.checkpoint_every": 1, "train.log_every": 100})
-  for step in _checkpoint_steps(tmp_path):
+  for step in checkpoint_steps(tmp_path):
     state = _restore(tmp_path, step)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves((state.g_params, state.d_params)))
 
@@ -305,7 +137,7 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_the_one_before_resumed(
   assert report[0].endswith(f"; moved to {moved}")
   assert moved.name.startswith("8-")
   assert sorted(p.relative_to(moved) for p in moved.rglob("*")) == damaged  # renamed, whole
-  assert final["state_fingerprint"] == _fingerprint(checkpointed_run / "straight")
+  assert final["state_fingerprint"] == fingerprint(checkpointed_run / "straight")
 
 
 @pytest.mark.bit_exact
@@ -317,8 +149,8 @@ def test_a_checkpoint_copied_under_another_steps_name_is_set_aside(checkpointed_
   final = train_tiny(workdir, {"train.checkpoint_every": 2, "train.num_steps": 10})
   assert (f"checkpoint {workdir / 'checkpoints' / '9'} holds step 4, not the step of its name; "
           f"moved to ") in capsys.readouterr().err
-  assert final["state_fingerprint"] == _fingerprint(checkpointed_run / "straight")
-  assert _checkpoint_steps(workdir)[-1] == 10
+  assert final["state_fingerprint"] == fingerprint(checkpointed_run / "straight")
+  assert checkpoint_steps(workdir)[-1] == 10
 
 
 def test_the_best_checkpoint_is_checked_against_its_digest_too(tmp_path):
@@ -381,7 +213,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_checkpoints_before(small_disk, ca
                                        r"kept$"):
     train_tiny(small_disk / "run", {"train.checkpoint_every": 2})
   assert "Traceback" not in capfd.readouterr().err
-  for step in _checkpoint_steps(small_disk / "run"):
+  for step in checkpoint_steps(small_disk / "run"):
     _restore(small_disk / "run", step)
 
 
@@ -409,12 +241,12 @@ def test_no_usable_checkpoint_stops_instead_of_starting_over(checkpointed_run, t
                                        r"unusable ones are in .*checkpoints_unusable\)"):
     train_tiny(workdir, {"train.checkpoint_every": 2, "train.num_steps": 10})
   assert len(list((workdir / "checkpoints_unusable").iterdir())) == 3
-  assert _checkpoint_steps(workdir) == []
+  assert checkpoint_steps(workdir) == []
   assert json.loads((workdir / "final.json").read_text())["step"] == 8  # untouched
   before = (workdir / "metrics.jsonl").read_bytes()
   with pytest.raises(ValueError, match=r"^no usable checkpoint in "):  # nor the second time
     train_tiny(workdir, {"train.checkpoint_every": 2, "train.num_steps": 10})
-  assert (workdir / "metrics.jsonl").read_bytes() == before and _checkpoint_steps(workdir) == []
+  assert (workdir / "metrics.jsonl").read_bytes() == before and checkpoint_steps(workdir) == []
 
 
 def test_a_run_stopped_before_its_first_checkpoint_restarts_only_with_its_own_config(tmp_path):
