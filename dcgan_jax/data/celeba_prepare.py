@@ -354,10 +354,6 @@ def _decoding_pool(num_workers: int) -> Iterator[concurrent.futures.ProcessPoolE
     # Python 3.14 does the same).
     for worker in pool._processes.values():  # pylint: disable=protected-access
       worker.terminate()
-    # Tasks still queued for them would keep the queue's feeder thread writing into a full
-    # pipe that nobody reads, and the shutdown below waiting for it: close the pipe's read
-    # end as the executor does itself when a worker dies (CPython gh-94777).
-    pool._call_queue._reader.close()  # pylint: disable=protected-access
     raise
   finally:
     pool.shutdown(cancel_futures=True)
