@@ -171,9 +171,10 @@ def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable
   except Exception as error:  # orbax and tensorstore raise many kinds for a damaged file
     raise UnusableCheckpoint(f"checkpoint {directory} cannot be read: {_one_line(error)}"
                              ) from error
-  if int(jax.device_get(state.step)) != step:  # a copy under another step's name
-    raise UnusableCheckpoint(f"checkpoint {directory} holds step "
-                             f"{int(jax.device_get(state.step))}, not the step of its name")
+  recorded_step = int(jax.device_get(state.step))
+  if recorded_step != step:  # a copy under another step's name
+    raise UnusableCheckpoint(f"checkpoint {directory} holds step {recorded_step}, not the "
+                             f"step of its name")
   if not (directory / "digest").exists():
     # Checkpoints have digests from some step on (earlier ones were written before them).
     if any((directory.parent / str(s) / "digest").exists() for s in manager.all_steps()

@@ -126,6 +126,11 @@ def check_allowed_changes(allow_changes: Collection[str]) -> None:
                      f"that can are {', '.join(sorted(RETRY_KEYS))}")
 
 
+def _changes(old: dict[str, Any], new: dict[str, Any], keys: Collection[str]) -> str:
+  """`key: old -> new, ...` for `keys` of two flat dicts, as refusals name them."""
+  return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+
+
 def config_to_write(workdir: Path, config: ml_collections.ConfigDict, resume_step: int | None,
                     allow_changes: Collection[str] = ()) -> dict[str, Any]:
   """What DIR/config.json is to hold for `config`. Resuming checkpoints (at
@@ -141,9 +146,9 @@ def config_to_write(workdir: Path, config: ml_collections.ConfigDict, resume_ste
   saved, record = _saved_config(path)
   keys = incompatible_keys(saved, current)
   refused = [k for k in keys if k not in allow_changes]
+  saved_flat, current_flat = flatten(saved), flatten(current)
   if refused:
-    details = ", ".join(f"{k}: {flatten(saved).get(k)!r} -> {flatten(current).get(k)!r}"
-                        for k in refused)
+    details = _changes(saved_flat, current_flat, refused)
     retry = (f", or --allow_changes={','.join(refused)} to retry from its checkpoints with "
              f"{'these settings' if len(refused) > 1 else 'this setting'}"
              if set(refused) <= RETRY_KEYS else "")
@@ -153,7 +158,7 @@ def config_to_write(workdir: Path, config: ml_collections.ConfigDict, resume_ste
                      f"config{retry}.")
   if keys:
     record = [*record, {"step": resume_step or 0, "changed": {
-        k: [flatten(saved).get(k), flatten(current).get(k)] for k in keys}}]
+        k: [saved_flat.get(k), current_flat.get(k)] for k in keys}}]
   return current | ({RESUME_CHANGES: record} if record else {})
 
 
@@ -168,9 +173,8 @@ def check_same_data(workdir: Path, identity: dict[str, Any]) -> None:
     return
   recorded = read_json(path)
   if recorded != identity:
-    differing = ", ".join(f"{k}: {recorded.get(k)!r} -> {identity.get(k)!r}"
-                          for k in sorted(recorded.keys() | identity.keys())
-                          if recorded.get(k) != identity.get(k))
+    differing = _changes(recorded, identity, sorted(k for k in recorded.keys() | identity.keys()
+                                                    if recorded.get(k) != identity.get(k)))
     raise ValueError(f"{workdir} was trained on other images than data.dir holds ({differing}; "
                      f"recorded in {path}); point data.dir at the run's data or use a new "
                      f"--workdir")

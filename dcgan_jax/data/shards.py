@@ -80,6 +80,7 @@ class PreparedImages:
     self.resolution = metadata["resolution"]
     self.attribute_names = metadata["attribute_names"] or []
     self._image_bytes = self.resolution * self.resolution * 3
+    self._record_bytes = self._image_bytes + len(self.attribute_names)
     try:
       self._records = sources.ArrayRecordDataSource([str(p) for p in paths])
     except Exception as error:  # riegeli raises many kinds for a damaged shard
@@ -98,12 +99,11 @@ class PreparedImages:
       raise ValueError(f"data.dir {self.data_dir}: record {index} of split {self.split!r} "
                        f"cannot be read ({_one_line(error)}); prepare it again with: "
                        f"{prepare_command(self.data_dir)}") from None
-    expected = self._image_bytes + len(self.attribute_names)
-    if len(record) != expected:
+    if len(record) != self._record_bytes:
       raise ValueError(f"data.dir {self.data_dir}: record {index} of split {self.split!r} holds "
-                       f"{len(record):,} bytes, not the {expected:,} of a {self.resolution}px "
-                       f"image and {len(self.attribute_names)} attributes that its "
-                       f"metadata.json describes; prepare it again with: "
+                       f"{len(record):,} bytes, not the {self._record_bytes:,} of a "
+                       f"{self.resolution}px image and {len(self.attribute_names)} attributes "
+                       f"that its metadata.json describes; prepare it again with: "
                        f"{prepare_command(self.data_dir)}")
     pixels = np.frombuffer(record, np.uint8, count=self._image_bytes)
     return {"image": pixels.reshape(self.resolution, self.resolution, 3),
