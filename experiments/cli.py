@@ -197,9 +197,10 @@ def run(main: Callable[[list[str]], None],
       _stop(f"stopped by {stopped or 'SIGINT'}; run the same command to finish")
 
   def started_main(argv: list[str]) -> None:
-    global _main_started
+    global _main_started, _stopping
     _main_started = True
     main_failing_in_one_line(argv)
+    _stopping = True  # the work is done: a signal while exiting must not turn it into a failure
 
   install_signal_handlers()
   app.run(started_main, flags_parser=parser)

@@ -19,6 +19,7 @@ it did not write.
 
 import collections
 import concurrent.futures
+import ctypes
 import contextlib
 import csv
 import dataclasses
@@ -305,10 +306,17 @@ _Image = tuple[str, bytes | str, list[str] | None]
 _Encoded = tuple[str, bytes | None, str]  # name, record or None, why it was skipped
 
 
+# Set in each worker by `_start_worker`: the pool's flag to abandon its tasks (shared
+# memory, not an Event: an Event's named semaphores outlive a process that ends by os._exit).
+_abandon: ctypes.c_bool | None = None
+
+
 def _encode_images(encoding: _Encoding, images: list[_Image]) -> list[_Encoded]:
-  """Runs in a worker process."""
+  """Runs in a worker process; returns early, with what it has, once the pool is abandoned."""
   encoded = []
   for name, data, attribute_values in images:
+    if _abandon is not None and _abandon.value:
+      break
     if isinstance(data, str):
       encoded.append((name, None, data))
       continue
@@ -322,14 +330,17 @@ def _encode_images(encoding: _Encoding, images: list[_Image]) -> list[_Encoded]:
   return encoded
 
 
-def _exit_with(pid: int) -> None:
-  """Pool initializer: ends this worker as soon as process `pid` (prepare) ends.
+def _start_worker(parent: int, abandon: ctypes.c_bool) -> None:
+  """Pool initializer: keeps `abandon` for `_encode_images`, and ends this worker as soon as
+  process `parent` (prepare) ends.
 
   Killed outright (SIGKILL, or a signal that nothing handles), prepare cannot stop its
   pool, and an orphaned worker would wait for work forever: it holds its task queue's
   write end.
   """
-  ended = os.pidfd_open(pid)
+  global _abandon
+  _abandon = abandon
+  ended = os.pidfd_open(parent)
 
   def exit_when_ended() -> None:
     select.select([ended], [], [])  # a process's pidfd becomes readable when it ends
@@ -343,17 +354,18 @@ def _decoding_pool(num_workers: int) -> Iterator[concurrent.futures.ProcessPoolE
   """Worker processes that end with the block, however it ends, and with this process."""
   # Workers come from a fork server, not a fork of this process: a caller that has
   # started threads (JAX has) must not be forked.
+  context = multiprocessing.get_context("forkserver")
+  abandon = context.RawValue(ctypes.c_bool, False)
   pool = concurrent.futures.ProcessPoolExecutor(
-      num_workers, mp_context=multiprocessing.get_context("forkserver"),
-      initializer=_exit_with, initargs=(os.getpid(),))
+      num_workers, mp_context=context, initializer=_start_worker,
+      initargs=(os.getpid(), abandon))
   try:
     yield pool
   except BaseException:
-    # After an error or interrupt the images in hand are of no use: stop the workers now
-    # rather than when they have decoded them (ProcessPoolExecutor.terminate_workers from
-    # Python 3.14 does the same).
-    for worker in pool._processes.values():  # pylint: disable=protected-access
-      worker.terminate()
+    # After an error or interrupt the images in hand are of no use: the workers drop their
+    # tasks at the next image. (Terminating them instead can cut a result off halfway
+    # through the pipe, and the pool's reader then waits for the rest forever.)
+    abandon.value = True
     raise
   finally:
     pool.shutdown(cancel_futures=True)
