@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import sys
 import time
 import traceback
@@ -23,6 +22,7 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from dcgan_jax import files
 from dcgan_jax.train_state import TrainState, state_fingerprint
 
 ITEMS = ("state", "data", "digest")
@@ -48,7 +48,7 @@ def create_best_manager(directory: Path) -> ocp.CheckpointManager:
     return _best_manager(directory)
   except (ValueError, OSError) as error:  # the JSON of a step's metrics
     raise ValueError(f"{directory} holds a best checkpoint whose score cannot be read "
-                     f"({_one_line(error)}); move that checkpoint out of it") from None
+                     f"({files.one_line(error)}); move that checkpoint out of it") from None
 
 
 def _best_manager(directory: Path) -> ocp.CheckpointManager:
@@ -93,13 +93,6 @@ def save(manager: ocp.CheckpointManager, state: TrainState,
   if not saved:  # orbax skips a step at or below one it holds
     raise ValueError(f"the checkpoint of step {step} was not saved: {manager.directory} holds "
                      f"step {manager.latest_step()}, beyond it; move that one away and resume")
-
-
-def _one_line(error: Exception) -> str:
-  text = " ".join(str(error).split()) or type(error).__name__
-  # tensorstore appends the whole store specification.
-  text = re.split(r" See full TensorStore details| \[tensorstore_spec", text)[0]
-  return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _raised_in_orbax(error_traceback) -> bool:
@@ -147,7 +140,7 @@ def _writing(manager: ocp.CheckpointManager) -> Iterator[None]:
     yield
   except (ValueError, OSError) as error:
     reason = next((r for r in ("No space left on device", "Permission denied",
-                               "Read-only file system") if r in str(error)), _one_line(error))
+                               "Read-only file system") if r in str(error)), files.one_line(error))
     raise ValueError(f"cannot write a checkpoint in {manager.directory}: {reason}; the "
                      f"checkpoints before it are kept") from None
 
@@ -169,7 +162,7 @@ def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable
   try:
     state = restore_items()["state"]
   except Exception as error:  # orbax and tensorstore raise many kinds for a damaged file
-    raise UnusableCheckpoint(f"checkpoint {directory} cannot be read: {_one_line(error)}"
+    raise UnusableCheckpoint(f"checkpoint {directory} cannot be read: {files.one_line(error)}"
                              ) from error
   recorded_step = int(jax.device_get(state.step))
   if recorded_step != step:  # a copy under another step's name
@@ -188,7 +181,7 @@ def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable
       expected_data = digest["digest"].get("data_fingerprint")
     except Exception as error:
       raise UnusableCheckpoint(f"checkpoint {directory} has an unreadable digest: "
-                               f"{_one_line(error)}") from error
+                               f"{files.one_line(error)}") from error
     changed = state_fingerprint(state) != expected or (
         data_iterator is not None and expected_data is not None
         and jax.process_index() == 0 and _data_fingerprint(data_iterator) != expected_data)

@@ -6,6 +6,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any, Iterator
@@ -92,3 +93,12 @@ def locked(directory: Path, flag: str) -> Iterator[None]:
     yield
   finally:
     os.close(fd)
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+  """An error's text as one line of at most `limit` characters (its type's name if it has
+  none), for messages that name a file and say what was wrong with it."""
+  text = " ".join(str(error).split()) or type(error).__name__
+  # tensorstore appends the whole store specification.
+  text = re.split(r" See full TensorStore details| \[tensorstore_spec", text)[0]
+  return text if len(text) <= limit else text[:limit - 3] + "..."

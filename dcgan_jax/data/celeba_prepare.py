@@ -326,7 +326,7 @@ def _encode_images(encoding: _Encoding, images: list[_Image]) -> list[_Encoded]:
       encoded.append((name, None, "not an image PIL can read"))
     # Decoders of corrupt files raise many kinds of errors; each only skips its image.
     except Exception as error:  # pylint: disable=broad-except
-      encoded.append((name, None, (str(error) or type(error).__name__).splitlines()[0]))
+      encoded.append((name, None, files.one_line(error)))
   return encoded
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dcgan_jax import files
+
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
 
@@ -56,10 +58,6 @@ def load_metadata(data_dir: str | Path) -> dict:
   return metadata
 
 
-def _one_line(error: Exception) -> str:
-  return " ".join(str(error).split())[:200]
-
-
 class PreparedImages:
   """Random-access examples of one split (a `sources.Source`), for grain; picklable."""
 
@@ -85,7 +83,7 @@ class PreparedImages:
       self._records = sources.ArrayRecordDataSource([str(p) for p in paths])
     except Exception as error:  # riegeli raises many kinds for a damaged shard
       raise ValueError(f"data.dir {data_dir}: the shards of split {split!r} cannot be read "
-                       f"({_one_line(error)}); prepare it again with: "
+                       f"({files.one_line(error)}); prepare it again with: "
                        f"{prepare_command(data_dir)}") from None
 
   def __len__(self) -> int:
@@ -97,7 +95,7 @@ class PreparedImages:
       record = self._records[index]
     except Exception as error:  # riegeli raises many kinds for a damaged shard
       raise ValueError(f"data.dir {self.data_dir}: record {index} of split {self.split!r} "
-                       f"cannot be read ({_one_line(error)}); prepare it again with: "
+                       f"cannot be read ({files.one_line(error)}); prepare it again with: "
                        f"{prepare_command(self.data_dir)}") from None
     if len(record) != self._record_bytes:
       raise ValueError(f"data.dir {self.data_dir}: record {index} of split {self.split!r} holds "
