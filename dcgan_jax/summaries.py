@@ -166,19 +166,22 @@ class Progress:
   rate, which leaves out the time spent in `paused(kind)` blocks (evaluations, sample
   grids, checkpoints), plus, per kind, the mean time of those blocks so far times how
   many remain (`intervals[kind]` steps apart, and once more at the last step), or
-  `expected_pauses[kind]` before one is measured. The first interval, which holds the
-  compilation, only stands until the second replaces it.
+  `expected_pauses[kind]` before one is measured, plus `after_last_step`, the seconds the
+  run takes after its last step (its report). The first interval, and the first pause of
+  each kind, hold compilation: each only stands until the next replaces it.
   Silent when not `enabled` (processes other than 0)."""
 
   SMOOTHING = 0.3  # weight of the newest interval in the rate's moving average
 
   def __init__(self, first_step: int, num_steps: int, enabled: bool = True,
                intervals: Mapping[str, int] | None = None,
-               expected_pauses: Mapping[str, float] | None = None):
+               expected_pauses: Mapping[str, float] | None = None,
+               after_last_step: float = 0.0):
     self._num_steps = num_steps
     self._enabled = enabled
     self._intervals = dict(intervals or {})
     self._expected_pauses = dict(expected_pauses or {})  # kind -> seconds, until measured
+    self._after_last_step = after_last_step
     self._last_step, self._last_time = first_step, time.perf_counter()
     self._paused_seconds = 0.0
     self._pauses: dict[str, list[float]] = {}  # kind -> its durations so far
@@ -210,10 +213,13 @@ class Progress:
 
   def eta(self, step: int) -> float:
     """Seconds left after `step`: training at the current rate, and the pauses to come."""
-    expected = self._expected_pauses | {kind: float(np.mean(durations))
+    # A kind's first pause compiles what the later ones reuse: like the first interval,
+    # it only stands until another is measured.
+    expected = self._expected_pauses | {kind: float(np.mean(durations[1:] or durations))
                                         for kind, durations in self._pauses.items()}
     pauses = sum(seconds * self._remaining(kind, step) for kind, seconds in expected.items())
-    return (self._num_steps - step) * (self._seconds_per_step or 0.0) + pauses
+    return ((self._num_steps - step) * (self._seconds_per_step or 0.0) + pauses
+            + self._after_last_step)
 
   def update(self, step: int, scalars: Mapping[str, float], batch_size: int) -> float:
     """Shows the metrics of a log step; returns the training throughput in images/s."""

@@ -259,10 +259,19 @@ def _final_at(path: Path, step: int | None) -> dict[str, Any] | None:
 
 def _write_report(config: ml_collections.ConfigDict, workdir: Path) -> Path:
   print("writing the report...", flush=True)
-  # matplotlib is imported only here.
+  # matplotlib is imported only where a report is written.
   from dcgan_jax.report import assemble, neighbours  # pylint: disable=g-import-not-at-top
   return assemble.write_report(workdir, neighbour_space=neighbours.neighbour_space(
       config.eval.inception_weights or None))
+
+
+def _report_seconds(config: ml_collections.ConfigDict, source: sources.Source,
+                    first_grid_seconds: float) -> float:
+  """The ETA's estimate of the report: its neighbour search and figures, timed in part
+  now, and running the networks, which compiles about as much as three first sample grids."""
+  from dcgan_jax.report import assemble, neighbours  # pylint: disable=g-import-not-at-top
+  return 3 * first_grid_seconds + assemble.expected_seconds(
+      source, neighbours.neighbour_space(config.eval.inception_weights or None))
 
 
 def _best_score_before(rows: summaries.MetricRows, step: int, resolution: int) -> float:
@@ -300,8 +309,11 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       variant, source, config.seed, config.train.num_samples, generate.SAMPLE_NOISE_STREAM)
 
   first_step = int(jax.device_get(state.step))
+  # Drawing the grid now compiles what the sample grids reuse, and times one for the ETA.
+  started = time.perf_counter()
+  generate.generate(variant.after_steps(first_step), state, sample_noise, sample_labels)
+  expected_pauses = {"sample grid": time.perf_counter() - started}
   evaluator = None
-  expected_pauses = {}
   if config.eval.every_steps:
     evaluator = evaluation.Evaluator(config, evaluation.cache_dir(config, workdir),
                                      num_samples=config.eval.num_samples,
@@ -311,16 +323,20 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       print(f"evaluating SWD only. {evaluator.unavailable_reason}", flush=True)
     eval_noise, eval_labels = generate.fixed_inputs(
         variant, source, config.seed, evaluator.num_samples, generate.EVAL_NOISE_STREAM)
-    # Sketching the real images costs what scoring the generated ones will: the ETA's
-    # estimate of an evaluation until one is measured.
+    # The ETA's estimate of an evaluation until one is measured: scoring the generated
+    # images costs what sketching the real ones does, and generating them compiles about
+    # what a first sample grid does.
     started = time.perf_counter()
     evaluator.prepare(variant.after_steps(first_step).image_resolution)
-    expected_pauses["evaluation"] = time.perf_counter() - started
+    expected_pauses["evaluation"] = (time.perf_counter() - started
+                                     + expected_pauses["sample grid"])
 
   progress = summaries.Progress(first_step, num_steps, enabled=is_main_process, intervals={
       "sample grid": config.train.sample_every,
       "evaluation": config.eval.every_steps if evaluator else 0,
-      "checkpoint": config.train.checkpoint_every}, expected_pauses=expected_pauses)
+      "checkpoint": config.train.checkpoint_every}, expected_pauses=expected_pauses,
+      after_last_step=(_report_seconds(config, source, expected_pauses["sample grid"])
+                       if config.train.write_report and is_main_process else 0.0))
   logged = summaries.read_metrics(workdir / "metrics.jsonl")
   # A run stopped after its last step was logged resumes with nothing left to train.
   last_scalars = summaries.training_scalars_at(logged, first_step)

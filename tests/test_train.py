@@ -200,29 +200,3 @@ def test_discriminator_learns_to_separate_real_from_fake(tmp_path):
   assert abs(first["d_real"] - first["d_fake"]) < 0.05
   assert np.mean([r["d_loss"] for r in last]) < first["d_loss"] - 0.07
   assert np.mean([r["d_real"] - r["d_fake"] for r in last]) > 0.06
-
-
-def test_progress_eta_counts_the_pauses_to_come_and_forgets_the_compilation(monkeypatch,
-                                                                             capsys):
-  clock = [0.0]
-  monkeypatch.setattr(summaries.time, "perf_counter", lambda: clock[0])
-  progress = summaries.Progress(first_step=0, num_steps=100,
-                                intervals={"evaluation": 30, "checkpoint": 0},
-                                expected_pauses={"evaluation": 40.0})
-  clock[0] += 40.0  # ten steps, compilation included
-  assert progress.update(10, {"d_loss": 1.0}, batch_size=64) == 16.0
-  clock[0] += 10.0  # ten steps of one second: they replace the compiled interval's rate
-  assert progress.update(20, {"d_loss": 1.0}, batch_size=64) == 64.0
-  with progress.paused("evaluation"):  # at step 30
-    clock[0] += 50.0
-  with progress.paused("checkpoint"):  # no interval: not expected again
-    clock[0] += 5.0
-  clock[0] += 20.0  # ten steps of two seconds: the rate moves 30 % of the way
-  assert progress.update(30, {"d_loss": 1.0}, batch_size=64) == 32.0
-  lines = capsys.readouterr().out.splitlines()
-  # Before an evaluation is measured, 4 are expected (30, 60, 90, 100) at 40 s each.
-  assert lines[0].endswith(f"16 img/s  ETA {summaries.format_duration(90 * 4.0 + 4 * 40.0)}")
-  assert lines[1].endswith(f"64 img/s  ETA {summaries.format_duration(80 * 1.0 + 4 * 40.0)}")
-  # Evaluations still to come after step 30: at 60, 90 and the last step, 100.
-  assert lines[2].endswith(
-      f"32 img/s  ETA {summaries.format_duration(70 * (0.3 * 2 + 0.7 * 1) + 3 * 50.0)}")

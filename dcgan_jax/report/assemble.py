@@ -11,6 +11,7 @@
 """
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,27 @@ MAX_NEIGHBOUR_CANDIDATES = 20_000
 NUM_FEATURE_IMAGES = 4  # of each kind, real and generated
 INTERPOLATION_ROWS, INTERPOLATION_COLS = 8, 10
 ATTRIBUTE_ROWS = 6
+
+
+def expected_seconds(source: sources.Source, space: neighbours.FeatureSpace,
+                     probe: int = 64) -> float:
+  """About how long `write_report` takes besides running the networks: its neighbour
+  search (reading and embedding `probe` training images, timed after as many untimed ones
+  that compile what the space compiles, scaled to the number of candidates) and drawing
+  its figures (the largest, of neighbours, drawn now with those images, twice: the others
+  together take about as long)."""
+  probe = min(probe, max(len(source) // 2, 1))
+  images = sources.read_images(source, np.arange(probe))
+  space.embed(images)
+  start = time.perf_counter()
+  space.embed(sources.read_images(source, np.arange(probe, 2 * probe) % len(source)))
+  search = (time.perf_counter() - start) * min(len(source), MAX_NEIGHBOUR_CANDIDATES) / probe
+  start = time.perf_counter()
+  figures.figure_png(neighbours.nearest_neighbours_figure(
+      images[np.arange(NUM_NEIGHBOUR_QUERIES) % probe],
+      images[np.arange(NUM_NEIGHBOUR_QUERIES * 8).reshape(-1, 8) % probe],
+      np.ones((NUM_NEIGHBOUR_QUERIES, 8)), "a rehearsal"))
+  return search + 2 * (time.perf_counter() - start)
 
 
 def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
