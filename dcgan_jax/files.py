@@ -77,9 +77,10 @@ def locked(directory: Path, flag: str) -> Iterator[None]:
   OS releases when its process dies, so a dead process's lock is simply taken over. The
   file stays, naming the last holder."""
   lock = directory / LOCK_NAME
-  if lock.is_symlink():  # opened, it would write into whatever it points at
-    raise ValueError(f"{lock} is a symbolic link; remove it (the lock is a file of the "
-                     f"directory's own)")
+  if lock.is_symlink() or lock.is_dir():  # a link would be written through
+    kind = "a symbolic link" if lock.is_symlink() else "a directory"
+    raise ValueError(f"{lock} is {kind}; remove it (the lock is a file of the directory's "
+                     f"own)")
   fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
   try:
     try:

@@ -27,6 +27,11 @@ def test_a_planted_link_is_never_written_through(tmp_path):
     train_tiny(workdir)
   assert sorted(p.name for p in workdir.iterdir()) == [".lock"]
   (workdir / ".lock").unlink()
+  (workdir / ".lock").mkdir()
+  with pytest.raises(ValueError, match=f"^{re.escape(str(workdir / '.lock'))} is a directory"):
+    train_tiny(workdir)
+  assert sorted(p.name for p in workdir.rglob("*")) == [".lock"]
+  (workdir / ".lock").rmdir()
   (workdir / "metrics.jsonl").symlink_to(outside)
   with pytest.raises(ValueError, match=f"^{re.escape(str(workdir / 'metrics.jsonl'))} is a "
                                        f"symbolic link"):
