@@ -44,32 +44,61 @@ _ASINH_STEP = 2 * _ASINH_RANGE / BINS
 _RIGHT_EDGES = np.sinh(-_ASINH_RANGE + _ASINH_STEP * np.arange(BINS + 1))
 _RIGHT_EDGES[0], _RIGHT_EDGES[-1] = -RANGE, RANGE
 
-def _blur(x_BHWC: np.ndarray) -> np.ndarray:
-  """5x5 binomial filter (outer product of [1, 4, 6, 4, 1] / 16) with mirrored edges."""
-  padded = np.pad(x_BHWC, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
-  height, width = x_BHWC.shape[1:3]
+# The pyramid filters ProGAN's SWD uses: a 5x5 binomial blur (the outer product of
+# [1, 4, 6, 4, 1] / 16) with mirrored edges, then every other pixel (down), or pixels
+# spread apart with zeros between them, blurred and scaled by 4 (up). Each is computed
+# here one axis at a time and only where its output lands: the same sums, in a quarter
+# of the work.
 
-  def binomial(taps):  # the five shifted views, weighted symmetrically in place
-    out = taps(0) + taps(4)
-    out += 4.0 * (taps(1) + taps(3))
-    out += 6.0 * taps(2)
-    out *= 1.0 / 16.0
-    return out
 
-  rows = binomial(lambda i: padded[:, i:i + height])
-  return binomial(lambda i: rows[:, :, i:i + width])
+def _along(axis: int, part: slice) -> tuple[slice, ...]:
+  """An index taking `part` of `axis` and all of the axes before it."""
+  return (slice(None),) * axis + (part,)
+
+
+def _down_axis(x: np.ndarray, axis: int) -> np.ndarray:
+  """Blurred along `axis` (mirrored edges), at its even positions."""
+  n = x.shape[axis]
+  padded = np.pad(x, [(2, 2) if a == axis else (0, 0) for a in range(x.ndim)], mode="reflect")
+
+  def taps(i: int) -> np.ndarray:  # padded[i], padded[i + 2], ...: n // 2 of them
+    return padded[_along(axis, slice(i, i + n, 2))]
+
+  out = taps(0) + taps(4)
+  out += 4.0 * (taps(1) + taps(3))
+  out += 6.0 * taps(2)
+  out *= 1.0 / 16.0
+  return out
+
+
+def _up_axis(x: np.ndarray, axis: int) -> np.ndarray:
+  """`x` spread to twice its length along `axis` with zeros between, blurred (mirrored
+  edges) and doubled: even outputs (x[i-1] + 6 x[i] + x[i+1]) / 8, odd ones
+  (x[i] + x[i+1]) / 2; past the ends, x[-1] is x[1] and x[n] is x[n-1]."""
+  n = x.shape[axis]
+  padded = np.concatenate([x[_along(axis, slice(1, 2))], x, x[_along(axis, slice(n - 1, n))]],
+                          axis=axis)
+
+  def at(start: int) -> np.ndarray:
+    return padded[_along(axis, slice(start, start + n))]
+
+  out = np.empty((*x.shape[:axis], 2 * n, *x.shape[axis + 1:]), x.dtype)
+  even = out[_along(axis, slice(0, None, 2))]
+  np.add(at(0), at(2), out=even)
+  even += 6.0 * at(1)
+  even *= 1.0 / 8.0
+  odd = out[_along(axis, slice(1, None, 2))]
+  np.add(at(1), at(2), out=odd)
+  odd *= 0.5
+  return out
 
 
 def _downsample(x_BHWC: np.ndarray) -> np.ndarray:
-  return _blur(x_BHWC)[:, ::2, ::2]
+  return _down_axis(_down_axis(x_BHWC, 1), 2)
 
 
 def _upsample(x_BHWC: np.ndarray) -> np.ndarray:
-  b, h, w, c = x_BHWC.shape
-  zeros_between = np.zeros((b, 2 * h, 2 * w, c), x_BHWC.dtype)
-  zeros_between[:, ::2, ::2] = x_BHWC
-  # x4 restores the brightness the inserted zeros took away.
-  return 4.0 * _blur(zeros_between)
+  return _up_axis(_up_axis(x_BHWC, 1), 2)
 
 
 def laplacian_pyramid(images_BHWC: np.ndarray, num_levels: int) -> list[np.ndarray]:
