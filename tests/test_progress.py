@@ -42,11 +42,11 @@ def test_progress_eta_counts_what_follows_the_last_step(monkeypatch, capsys):
   for step in (10, 20):
     clock[0] += 10.0
     progress.update(step, {"d_loss": 1.0}, batch_size=8)
-  for seconds in (2.0, 1.0):  # the first grid compiles, and only stands until the next
-    with progress.paused("sample grid"):
+  for step, seconds in ((30, 2.0), (40, 1.0)):  # the first grid compiles; it only stands
+    with progress.paused("sample grid"):       # until the next is measured
       clock[0] += seconds
     clock[0] += 10.0
-    progress.update(progress._last_step + 10, {"d_loss": 1.0}, batch_size=8)
+    progress.update(step, {"d_loss": 1.0}, batch_size=8)
   lines = capsys.readouterr().out.splitlines()
   # Two sample grids to come (at 50 and 100), then what follows the last step.
   assert lines[1].endswith(f"ETA {summaries.format_duration(80 * 1.0 + 2 * 3.0 + 7.0)}")
@@ -62,7 +62,6 @@ def test_eta_is_within_a_quarter_of_the_time_left_from_5_percent_of_a_run_on(tmp
   result = cli.run_module(
       "experiments.bench_eta", "--workdir", tmp_path / "run", "--config", cli.SYNTHETIC_TINY,
       "--clock", "cpu", *(f"--config.{key}={value}" for key, value in {
-          "data.resolution": 32, "model.nf": 16, "train.batch_size": 16,
           "train.num_steps": 200, "train.log_every": 5, "train.sample_every": 50,
           "train.checkpoint_every": 100, "eval.every_steps": 100, "eval.num_samples": 64,
           "train.write_report": True}.items()),
