@@ -2,8 +2,9 @@
 
 Saves are asynchronous and atomic (orbax writes to a temporary directory and renames),
 so an interrupted run never leaves a checkpoint that a later run would trust. Each
-checkpoint also holds its state's `state_fingerprint` (the "digest" item), checked on
-restore: a checkpoint damaged on disk is found out instead of silently loaded.
+checkpoint also holds its state's `state_fingerprint` and a fingerprint of every
+process's data position (the "digest" item), checked on restore: a checkpoint damaged on
+disk is found out instead of silently loaded.
 Checkpoints written before digests existed restore unchecked.
 """
 
@@ -20,9 +21,10 @@ from typing import Callable, Iterator
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
-from dcgan_jax import files
+from dcgan_jax import files, parallel
 from dcgan_jax.train_state import TrainState, state_fingerprint
 
 ITEMS = ("state", "data", "digest")
@@ -74,11 +76,17 @@ def save_best(manager: ocp.CheckpointManager, state: TrainState, score: float) -
 
 
 def _data_fingerprint(data_iterator: grain.DatasetIterator) -> str:
-  """sha256 of the data iterator's position (this process's; process 0's is recorded)."""
+  """sha256 of this process's data iterator position."""
   position = data_iterator.get_state()
   if not isinstance(position, bytes):
     position = json.dumps(position, sort_keys=True).encode()
   return hashlib.sha256(position).hexdigest()
+
+
+def _data_fingerprints(data_iterator: grain.DatasetIterator) -> list[str]:
+  """Every process's `_data_fingerprint`, in process order: each holds only its own."""
+  own = np.frombuffer(bytes.fromhex(_data_fingerprint(data_iterator)), np.uint8)
+  return [bytes(row).hex() for row in parallel.from_every_process(own)]
 
 
 def save(manager: ocp.CheckpointManager, state: TrainState,
@@ -89,7 +97,7 @@ def save(manager: ocp.CheckpointManager, state: TrainState,
         state=ocp.args.StandardSave(state),
         data=grain.checkpoint.CheckpointSave(data_iterator),
         digest=ocp.args.JsonSave({"state_fingerprint": state_fingerprint(state),
-                                  "data_fingerprint": _data_fingerprint(data_iterator)})))
+                                  "data_fingerprints": _data_fingerprints(data_iterator)})))
   if not saved:  # orbax skips a step at or below one it holds
     raise ValueError(f"the checkpoint of step {step} was not saved: {manager.directory} holds "
                      f"step {manager.latest_step()}, beyond it; move that one away and resume")
@@ -178,14 +186,19 @@ def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable
     try:
       digest = manager.restore(step, args=ocp.args.Composite(digest=ocp.args.JsonRestore()))
       expected = digest["digest"]["state_fingerprint"]
-      expected_data = digest["digest"].get("data_fingerprint")
+      # Digests written before every process's position was gathered hold process 0's.
+      positions = (digest["digest"].get("data_fingerprints")
+                   or [digest["digest"].get("data_fingerprint")])
     except Exception as error:
       raise UnusableCheckpoint(f"checkpoint {directory} has an unreadable digest: "
                                f"{files.one_line(error)}") from error
+    process = jax.process_index()
+    expected_data = positions[process] if process < len(positions) else None
     changed = state_fingerprint(state) != expected or (
         data_iterator is not None and expected_data is not None
-        and jax.process_index() == 0 and _data_fingerprint(data_iterator) != expected_data)
-    if changed:
+        and _data_fingerprint(data_iterator) != expected_data)
+    # Every process sets the checkpoint aside, or none: they restore the next one together.
+    if parallel.any_process(changed):
       raise UnusableCheckpoint(f"checkpoint {directory} does not match its digest: its "
                                f"files were changed after it was written")
   return state

@@ -5,6 +5,7 @@ from typing import Callable
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
@@ -43,3 +44,16 @@ def global_batch(local_batch: dict[str, np.ndarray], sharding: NamedSharding
   hosts)."""
   return jax.tree.map(functools.partial(jax.make_array_from_process_local_data, sharding),
                       local_batch)
+
+
+def from_every_process(values: np.ndarray) -> np.ndarray:
+  """This process's `values` and every other's, stacked in process order."""
+  if jax.process_count() == 1:
+    return values[None]
+  return np.asarray(multihost_utils.process_allgather(values))
+
+
+def any_process(flag: bool) -> bool:
+  """`flag` of any process: a decision every process must take alike (to stop at one
+  step, to set one checkpoint aside)."""
+  return bool(from_every_process(np.array(flag)).any())

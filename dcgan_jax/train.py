@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 
 from dcgan_jax import (checkpointing, config_checks, files, generate, parallel, run_dir, steps,
                        summaries)
@@ -132,13 +131,6 @@ def _stop_requests() -> Iterator[Callable[[], str | None]]:
   finally:
     for sig, handler in previous.items():
       signal.signal(sig, handler)
-
-
-def _any_process(flag: bool) -> bool:
-  """`flag` of any process: every process must stop at the same step to save together."""
-  if jax.process_count() == 1:
-    return flag
-  return bool(multihost_utils.process_allgather(np.array(flag)).any())
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
@@ -394,7 +386,7 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
         log(*pending)
         pending = None
       signal_name = stop_requested()
-      stopping = _any_process(signal_name is not None)
+      stopping = parallel.any_process(signal_name is not None)
       last = step == num_steps
       is_log_step = last or step % config.train.log_every == 0
       is_sample_step = last or step % config.train.sample_every == 0

@@ -1,6 +1,8 @@
 """Data parallelism: 1 device, 4 devices and 2 processes x 2 devices train the same model
 (every preset on 4 devices: test_presets)."""
 
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -85,4 +87,10 @@ def test_two_processes_of_two_devices_match_one_device(one_device, tmp_path):
   # Only process 0 writes summaries.
   assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
   assert [p.name for p in (tmp_path / "checkpoints_best").iterdir() if p.name.isdigit()]
+  # The digest covers each process's data position, not only process 0's.
+  latest = tmp_path / "checkpoints" / str(NUM_STEPS)
+  positions = [json.loads((latest / "data" / f"process_{i}-of-2.json").read_text())
+               for i in range(2)]
+  assert json.loads((latest / "digest" / "metadata").read_text())["data_fingerprints"] == [
+      hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest() for p in positions]
   _assert_same_model(one_device, tmp_path)

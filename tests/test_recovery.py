@@ -141,6 +141,23 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_the_one_before_resumed(
 
 
 @pytest.mark.bit_exact
+def test_a_digest_of_process_0s_position_alone_as_written_before_is_still_checked(
+    checkpointed_run, tmp_path):
+  for moved in (False, True):
+    workdir = tmp_path / f"moved_{moved}"
+    shutil.copytree(checkpointed_run / "run", workdir)
+    digest_file = workdir / "checkpoints" / "8" / "digest" / "metadata"
+    digest = json.loads(digest_file.read_text())
+    digest_file.write_text(json.dumps({"state_fingerprint": digest["state_fingerprint"],
+                                       "data_fingerprint": digest["data_fingerprints"][0]}))
+    if moved:
+      _move_data_position(workdir / "checkpoints" / "8")
+    final = train_tiny(workdir, {"train.checkpoint_every": 2, "train.num_steps": 10})
+    assert (workdir / "checkpoints_unusable").exists() == moved
+    assert final["state_fingerprint"] == fingerprint(checkpointed_run / "straight")
+
+
+@pytest.mark.bit_exact
 def test_a_checkpoint_copied_under_another_steps_name_is_set_aside(checkpointed_run, tmp_path,
                                                                   capsys):
   workdir = tmp_path / "run"
