@@ -68,6 +68,7 @@ RULES: dict[str, Rule] = {
     "model.arch": _ANY_STR,
     "model.d_norm": _ANY_STR,
     "model.condition": _ANY_STR,
+    "model.g_condition": _ANY_STR,
     "model.attributes": _ANY_STR,
     "model.nf": _count(1, 8_192),
     "model.z_dim": _count(1, 65_536),

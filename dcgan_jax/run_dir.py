@@ -36,6 +36,7 @@ ADDED_KEYS = {
     "model.d_norm": "batch",
     "model.condition": "none",
     "model.attributes": "",
+    "model.g_condition": "concat",
     "loss.name": "non_saturating",
     "loss.penalty": "none",
     "loss.penalty_weight": 10.0,

@@ -35,6 +35,9 @@ class Variant:
   # A conditional variant's attributes and where each sits in the data's label rows.
   attributes: tuple[str, ...] = ()
   label_columns: tuple[int, ...] = ()
+  # How the generator takes them (`G_CONDITIONS`): appended to z, or through every
+  # BatchNorm's scale and bias.
+  g_condition: str = "concat"
   # A growing variant's schedule (None: fixed networks at `resolution`), the stage its
   # networks are built for and how far that stage has faded in (a traced scalar inside
   # a step; see `at_step`).
@@ -90,10 +93,11 @@ class Variant:
   def init_variables(self, g_key: jax.Array, d_key: jax.Array) -> tuple[PyTree, PyTree]:
     """Fresh variables {'params', 'batch_stats'} of the generator and the discriminator;
     'batch_stats' (the mutable state) is empty for a network without any."""
-    z = jnp.zeros((1, self.z_dim + len(self.attributes)), jnp.float32)
+    z = jnp.zeros((1, self.z_dim), jnp.float32)
     x = jnp.zeros((1, self.image_resolution, self.image_resolution, 3), jnp.float32)
     y = (jnp.zeros((1, len(self.attributes)), jnp.float32),) if self.conditional else ()
-    return ({"batch_stats": {}, **self.generator.init(g_key, z, train=False)},
+    return ({"batch_stats": {}, **self.generator.init(g_key, *self._generator_inputs(z, *y),
+                                                      train=False)},
             {"batch_stats": {}, **self.discriminator.init(d_key, x, *y, train=False)})
 
   def condition(self, labels: jax.Array) -> jax.Array:
@@ -101,13 +105,21 @@ class Variant:
     taken from the data's label rows (B, A)."""
     return labels[:, jnp.array(self.label_columns, jnp.int32)].astype(jnp.float32)
 
+  def _generator_inputs(self, z: jax.Array, *attributes: jax.Array) -> tuple[jax.Array, ...]:
+    """The generator's arguments from latents and a conditional variant's attributes."""
+    if not attributes:
+      return (z,)
+    if self.g_condition == "cbn":
+      return (z, *attributes)
+    return (jnp.concatenate([z, *attributes], axis=-1),)
+
   def generate(self, g_params: PyTree, g_state: PyTree, z: jax.Array,
                labels: jax.Array | None, *, train: bool = True) -> tuple[jax.Array, PyTree]:
     """Images in [-1, 1] from latents and, for a conditional variant, the data's label
-    rows: the generator's input is z with the chosen attributes concatenated."""
-    if self.conditional:
-      z = jnp.concatenate([z, self.condition(labels)], axis=-1)
-    return _apply(self.generator, g_params, g_state, (z,), train)
+    rows, whose chosen attributes reach the generator as `g_condition` says."""
+    attributes = (self.condition(labels),) if self.conditional else ()
+    return _apply(self.generator, g_params, g_state, self._generator_inputs(z, *attributes),
+                  train)
 
   def discriminate(self, d_params: PyTree, d_state: PyTree, batch: Batch, *,
                    train: bool = True) -> tuple[jax.Array, PyTree]:
@@ -235,6 +247,13 @@ def _check_combination(config: ml_collections.ConfigDict) -> None:
   """Combinations that cannot work, as one line naming the keys."""
   if config.model.arch == "progan" and config.model.condition != "none":
     raise ValueError("model.arch=progan has no conditional networks; set model.condition=none")
+  if check_name("model.g_condition", config.model.g_condition, G_CONDITIONS) == "cbn":
+    if config.model.condition == "none":
+      raise ValueError("model.g_condition=cbn conditions the generator's BatchNorms on "
+                       "attributes: set model.condition=attributes, or model.g_condition=concat")
+    if config.model.arch not in ("dcgan", "resnet"):
+      raise ValueError(f"model.g_condition=cbn needs BatchNorm in the generator, which "
+                       f"model.arch={config.model.arch} has not: use dcgan or resnet")
   if config.loss.penalty != "none" and config.model.d_norm == "batch":
     raise ValueError(f"loss.penalty={config.loss.penalty} needs per-sample input gradients, "
                      f"which model.d_norm=batch mixes across the batch; use model.d_norm="
@@ -242,6 +261,7 @@ def _check_combination(config: ml_collections.ConfigDict) -> None:
 
 
 CONDITIONS = ("none", "attributes")
+G_CONDITIONS = ("concat", "cbn")
 
 
 def _conditioning(config: ml_collections.ConfigDict, attribute_names: Sequence[str]
@@ -286,4 +306,5 @@ def variant_from_config(config: ml_collections.ConfigDict,
         fade_images=config.growth.fade_images, stable_images=config.growth.stable_images)
   return Variant(generator=generator, discriminator=discriminator, loss=loss,
                  z_dim=config.model.z_dim, resolution=config.data.resolution,
-                 attributes=attributes, label_columns=label_columns, schedule=schedule)
+                 attributes=attributes, label_columns=label_columns,
+                 g_condition=config.model.g_condition, schedule=schedule)

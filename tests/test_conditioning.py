@@ -9,6 +9,7 @@ from PIL import Image
 
 from dcgan_jax import generate, summaries, train
 from dcgan_jax.data import sources, synthetic_faces
+from dcgan_jax.models import layers
 from dcgan_jax.variants import variant_from_config
 from experiments.configs import cdcgan
 from tests.cli import run_module
@@ -195,3 +196,79 @@ def test_attribute_term_starts_at_the_scale_of_the_logit_for_any_number_of_attri
   term = variant.discriminator.apply(variables, x, variant.condition(labels), train=False) - plain
   ratio = float(jnp.sqrt(jnp.mean(term**2) / jnp.mean(plain**2)))
   assert 0.1 < ratio < 10, ratio
+
+
+def test_conditional_batch_norm_is_batch_norm_with_a_scale_and_bias_per_sample():
+  """Against numpy: x_hat (scale + y W_scale) + (bias + y W_bias), x_hat by the batch's
+  statistics in training and by the running ones (updated by that batch) after."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(2.0, 3.0, (6, 4, 4, 5)).astype(np.float32)
+  y = rng.choice([-1.0, 1.0], (6, 3)).astype(np.float32)
+  norm = layers.ConditionalBatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+  variables = norm.init(jax.random.PRNGKey(0), x, y)
+  params = {name: rng.normal(size=value.shape).astype(np.float32)
+            for name, value in variables["params"].items()}
+  out, updates = norm.apply({**variables, "params": params}, x, y, mutable=["batch_stats"])
+  mean, var = x.mean(axis=(0, 1, 2), dtype=np.float64), x.var(axis=(0, 1, 2), dtype=np.float64)
+  gamma = params["scale"] + y @ params["scale_of_labels"]
+  beta = params["bias"] + y @ params["bias_of_labels"]
+
+  def expected(mean, var):
+    x_hat = (x - mean) / np.sqrt(var + 1e-5)
+    return x_hat * gamma[:, None, None, :] + beta[:, None, None, :]
+
+  np.testing.assert_allclose(out, expected(mean, var), rtol=1e-4, atol=1e-4)
+  running = updates["batch_stats"]["BatchNorm_0"]
+  running_mean, running_var = 0.1 * mean, 0.9 + 0.1 * var  # from 0 and 1, momentum 0.9
+  frozen = layers.ConditionalBatchNorm(use_running_average=True, momentum=0.9, epsilon=1e-5)
+  out = frozen.apply({"params": params, "batch_stats": updates["batch_stats"]}, x, y)
+  np.testing.assert_allclose(running["mean"], running_mean, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(running["var"], running_var, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out, expected(running["mean"], running["var"]), rtol=1e-4,
+                             atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_cbn_generator_takes_the_attributes_through_its_batch_norms_alone(arch, tmp_path):
+  config = conditional_config(arch, attributes="Smiling,Eyeglasses")
+  config.model.g_condition = "cbn"
+  variant = variant_from_config(config, NAMES)
+  g_vars, _ = variant.init_variables(jax.random.PRNGKey(0), jax.random.PRNGKey(1))
+  z = variant.sample_latents(jax.random.PRNGKey(2), 4)
+  labels = _random_labels(jax.random.PRNGKey(4), 4, len(NAMES))
+
+  def flips(g_params, g_state):
+    """Per attribute of the data, whether flipping it changes the images."""
+    def images(labels):
+      return np.asarray(variant.generate(g_params, g_state, z, labels, train=False)[0])
+    return {name: not np.allclose(images(labels), images(labels.at[:, NAMES.index(name)]
+                                                          .multiply(-1))) for name in NAMES}
+
+  # z alone enters the first layer; at initialisation the attributes change nothing.
+  params = g_vars["params"]
+  inputs = {"dcgan": lambda: params["ConvTranspose_0"]["kernel"].shape[2],
+            "resnet": lambda: params["Dense_0"]["kernel"].shape[0]}[arch]()
+  assert inputs == config.model.z_dim
+  assert not any(flips(g_vars["params"], g_vars["batch_stats"]).values())
+  # Trained, the chosen attributes (and only they) steer the generator.
+  train.train_and_evaluate(config, tmp_path)
+  state = generate.load_run(tmp_path).state
+  assert flips(state.g_params, state.g_batch_stats) == {
+      name: name in ("Smiling", "Eyeglasses") for name in NAMES}
+
+
+def test_cbn_needs_attributes_and_a_generator_with_batch_norm():
+  with pytest.raises(ValueError, match="^model.g_condition=cbn conditions the generator's "
+                                       "BatchNorms on attributes: set model.condition"):
+    variant_from_config(tiny_config({"model.g_condition": "cbn"}), NAMES)
+  with pytest.raises(ValueError, match="^model.g_condition=cbn needs BatchNorm in the "
+                                       "generator, which model.arch=mlp has not"):
+    variant_from_config(_with(conditional_config("mlp"), g_condition="cbn"), NAMES)
+  with pytest.raises(ValueError, match=r"^model.g_condition 'film' is unknown"):
+    variant_from_config(_with(conditional_config(), g_condition="film"), NAMES)
+
+
+def _with(config, **model_keys):
+  config.model.update(model_keys)
+  return config

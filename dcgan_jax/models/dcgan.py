@@ -46,7 +46,8 @@ def _batch_norm(train: bool, dtype: Any) -> nn.BatchNorm:
 
 
 class Generator(nn.Module):
-  """z (B, z_dim) -> images (B, R, R, 3) in [-1, 1], float32."""
+  """z (B, z_dim) -> images (B, R, R, 3) in [-1, 1], float32. Given +1/-1 attributes
+  (B, A), every BatchNorm is conditional on them (`layers.ConditionalBatchNorm`)."""
 
   resolution: int = 64
   nf: int = 64
@@ -54,17 +55,25 @@ class Generator(nn.Module):
   impl: str = "fast"
 
   @nn.compact
-  def __call__(self, z_BZ: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, z_BZ: jax.Array, labels_BA: jax.Array | None = None, *,
+               train: bool) -> jax.Array:
     n = num_blocks(self.resolution)
 
     def conv(features: int, op, index: int) -> layers.Conv4x4:
       return layers.Conv4x4(features, op, self.impl, self.dtype, name=f"ConvTranspose_{index}")
 
+    def norm(x: jax.Array) -> jax.Array:
+      if labels_BA is None:
+        return _batch_norm(train, self.dtype)(x)
+      return layers.ConditionalBatchNorm(
+          use_running_average=not train, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
+          scale_init=bn_scale_init, dtype=self.dtype)(x, labels_BA)
+
     x = conv(self.nf * 2 ** (n - 1), layers.project_1x1_to_4x4, 0)(z_BZ[:, None, None, :])
-    x = nn.relu(_batch_norm(train, self.dtype)(x))
+    x = nn.relu(norm(x))
     for block, i in enumerate(reversed(range(n - 1)), start=1):
       x = conv(self.nf * 2**i, layers.upsample_2x, block)(x)
-      x = nn.relu(_batch_norm(train, self.dtype)(x))
+      x = nn.relu(norm(x))
     x = conv(3, layers.upsample_2x, n)(x)
     return jnp.tanh(x.astype(jnp.float32))
 

@@ -17,7 +17,7 @@ Each layer owns one `kernel` of shape (4, 4, C_in, C_out), laid out exactly as F
     a single matrix product.
 """
 
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -145,3 +145,35 @@ def projection(labels_BA: jax.Array | None, features_BF: jax.Array, stddev: floa
   else:
     embedded = embed(labels_BA)
   return jnp.sum(embedded * features_BF, axis=-1).astype(jnp.float32)
+
+
+class ConditionalBatchNorm(nn.Module):
+  """BatchNorm whose scale and bias are functions of a condition (de Vries et al. 2017;
+  Miyato & Koyama 2018, as BigGAN's generator uses it): for +1/-1 attributes y (B, A),
+  x_hat * (scale + y W_scale) + (bias + y W_bias), x_hat normalised by the batch's
+  statistics (train) or the running ones. W_scale and W_bias start at zero: at
+  initialisation it is the unconditional BatchNorm with the same scale and bias."""
+
+  use_running_average: bool
+  momentum: float
+  epsilon: float
+  scale_init: Callable[..., jax.Array] = nn.initializers.ones
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, labels_BA: jax.Array) -> jax.Array:
+    features, num_attributes = x.shape[-1], labels_BA.shape[-1]
+    x_hat = nn.BatchNorm(use_running_average=self.use_running_average, momentum=self.momentum,
+                         epsilon=self.epsilon, use_scale=False, use_bias=False,
+                         dtype=self.dtype)(x)
+    scale = self.param("scale", self.scale_init, (features,))
+    bias = self.param("bias", nn.initializers.zeros, (features,))
+    scale_of_labels = self.param("scale_of_labels", nn.initializers.zeros,
+                                 (num_attributes, features))
+    bias_of_labels = self.param("bias_of_labels", nn.initializers.zeros,
+                                (num_attributes, features))
+    y = labels_BA.astype(jnp.float32)
+    per_sample = (len(x), *(1,) * (x.ndim - 2), features)
+    gamma = (scale + y @ scale_of_labels).reshape(per_sample)
+    beta = (bias + y @ bias_of_labels).reshape(per_sample)
+    return x_hat * gamma.astype(x_hat.dtype) + beta.astype(x_hat.dtype)

@@ -42,8 +42,12 @@ def num_blocks(resolution: int) -> int:
   return int(n)
 
 
-def _batch_norm(train: bool) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+def _batch_norm(x: jax.Array, labels_BA: jax.Array | None, train: bool) -> jax.Array:
+  """BatchNorm, conditional on the attributes when given (`layers.ConditionalBatchNorm`)."""
+  if labels_BA is None:
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
+  return layers.ConditionalBatchNorm(use_running_average=not train, momentum=0.9,
+                                     epsilon=1e-5)(x, labels_BA)
 
 
 def _upsample(x: jax.Array) -> jax.Array:
@@ -58,32 +62,34 @@ class GeneratorBlock(nn.Module):
   features: int
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, labels_BA: jax.Array | None, train: bool) -> jax.Array:
     # Every output here reaches a BatchNorm next (this block's, the next block's or the
     # last one), so no layer has a bias.
     def conv(features, size, gain):
       return nn.Conv(features, (size, size), use_bias=False, kernel_init=_xavier(gain))
 
-    h = _upsample(nn.relu(_batch_norm(train)(x)))
+    h = _upsample(nn.relu(_batch_norm(x, labels_BA, train)))
     h = conv(self.features, 3, math.sqrt(2))(h)
-    h = conv(self.features, 3, math.sqrt(2))(nn.relu(_batch_norm(train)(h)))
+    h = conv(self.features, 3, math.sqrt(2))(nn.relu(_batch_norm(h, labels_BA, train)))
     return h + conv(self.features, 1, 1.0)(_upsample(x))
 
 
 class Generator(nn.Module):
-  """z (B, z_dim) -> images (B, R, R, 3) in [-1, 1], float32."""
+  """z (B, z_dim) -> images (B, R, R, 3) in [-1, 1], float32. Given +1/-1 attributes
+  (B, A), every BatchNorm is conditional on them (`layers.ConditionalBatchNorm`)."""
 
   resolution: int = 64
   nf: int = 64
 
   @nn.compact
-  def __call__(self, z_BZ: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, z_BZ: jax.Array, labels_BA: jax.Array | None = None, *,
+               train: bool) -> jax.Array:
     n = num_blocks(self.resolution)
     x = nn.Dense(4 * 4 * self.nf * 2**n, use_bias=False, kernel_init=_xavier(1.0))(z_BZ)
     x = x.reshape(-1, 4, 4, self.nf * 2**n)
     for i in reversed(range(n)):
-      x = GeneratorBlock(self.nf * 2**i)(x, train)
-    x = nn.relu(_batch_norm(train)(x))
+      x = GeneratorBlock(self.nf * 2**i)(x, labels_BA, train)
+    x = nn.relu(_batch_norm(x, labels_BA, train))
     x = nn.Conv(3, (3, 3), kernel_init=_xavier(1.0))(x)
     return jnp.tanh(x.astype(jnp.float32))
 

@@ -28,6 +28,9 @@ def base_config() -> ml_collections.ConfigDict:
   # comma-separated subset in model.attributes; empty means all the data has).
   config.model.condition = "none"
   config.model.attributes = ""
+  # How a conditional G takes the attributes: "concat" (appended to z) or "cbn" (every
+  # BatchNorm's scale and bias a function of them; dcgan and resnet).
+  config.model.g_condition = "concat"
   config.model.nf = 64
   config.model.z_dim = 100
   config.model.dtype = "float32"  # compute dtype; params and optimiser stay float32
