@@ -10,6 +10,7 @@ from PIL import Image
 from dcgan_jax import generate, summaries, train
 from dcgan_jax.data import sources, synthetic_faces
 from dcgan_jax.models import layers
+from dcgan_jax.report import figures
 from dcgan_jax.variants import variant_from_config
 from experiments.configs import cdcgan
 from tests.cli import run_module
@@ -178,6 +179,18 @@ def test_attribute_grid_toggles_one_attribute_per_column(conditional_run):
   images = generate.generate(run.variant, run.state, np.repeat(z, len(NAMES) + 1, axis=0),
                              np.stack(expected))
   np.testing.assert_array_equal(grid, summaries.image_grid(images, num_cols=len(NAMES) + 1))
+
+
+@pytest.mark.slow
+def test_the_reports_attribute_figure_names_each_column_above_it(conditional_run):
+  run = generate.load_run(conditional_run)
+  grid = generate.attribute_grid(run, seed=1, num_rows=2)
+  ax = figures.attribute_figure(grid, run.variant.attributes).axes[0]
+  assert [tick.get_text() for tick in ax.get_xticklabels()] == [
+      "as drawn", *(f"{name} toggled" for name in NAMES)]
+  resolution, pad = run.variant.resolution, 2  # summaries.image_grid's layout
+  face_centres = pad + np.arange(len(NAMES) + 1) * (resolution + pad) + resolution / 2
+  np.testing.assert_allclose(ax.get_xticks(), face_centres, atol=pad)
 
 
 @pytest.mark.slow

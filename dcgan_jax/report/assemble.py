@@ -102,12 +102,11 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
                                       "(slerp) between two random points."))
 
   if run.variant.conditional:
-    files.write_png(report_dir / "attributes.png",
-                    generate.attribute_grid(run, seed, ATTRIBUTE_ROWS))
-    images.append(("attributes.png",
-                   "Each row is one latent and the attributes of a training face (first "
-                   "column); each further column toggles one attribute, in this order: "
-                   f"{', '.join(run.variant.attributes)}."))
+    write_figure("attributes.png",
+                 figures.attribute_figure(generate.attribute_grid(run, seed, ATTRIBUTE_ROWS),
+                                          run.variant.attributes),
+                 "Each row is one latent and the attributes of a training face (first "
+                 "column); each further column toggles the attribute named above it.")
 
   feature_real, feature_fake = real[:NUM_FEATURE_IMAGES], fake[:NUM_FEATURE_IMAGES]
   feature_inputs = np.concatenate([feature_real, feature_fake])

@@ -10,6 +10,7 @@ the discriminator runs.
 import io
 import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -146,6 +147,25 @@ def real_vs_fake_figure(real_BHWC: np.ndarray, fake_BHWC: np.ndarray, step: int)
     ax.imshow(summaries.image_grid(images, pad=GRID_PAD), interpolation="nearest")
     ax.set_title(title)
     ax.axis("off")
+  return figure
+
+
+def attribute_figure(grid_HWC: np.ndarray, attributes: Sequence[str]) -> Figure:
+  """`generate.attribute_grid`'s image with its columns named on it: the faces as drawn,
+  then each attribute toggled."""
+  num_cols = len(attributes) + 1
+  width = max(6.0, 0.55 * num_cols)
+  figure = Figure(figsize=(width, width * grid_HWC.shape[0] / grid_HWC.shape[1] + 1.6),
+                  layout="constrained")
+  ax = figure.subplots()
+  ax.imshow(grid_HWC, interpolation="nearest")
+  column_width = grid_HWC.shape[1] / num_cols
+  ax.set_xticks((np.arange(num_cols) + 0.5) * column_width,
+                ["as drawn", *(f"{name} toggled" for name in attributes)], rotation=60,
+                ha="left", rotation_mode="anchor", fontsize=8)
+  ax.xaxis.tick_top()
+  ax.set_yticks([])
+  ax.tick_params(length=0)
   return figure
 
 
