@@ -2,19 +2,25 @@
 
   python -m experiments.evaluate --workdir DIR [--num_samples N] [--step K | --best]
                                  [--metrics swd,fid,kid,is] [--inception_weights PATH]
+                                 [--attribute_classifier PATH]
 
 By default it scores exactly as training's evaluations do (their latent noise and
-eval.num_samples), so the two agree for the same step. Prints one JSON object and writes
-it to DIR/eval_stepXXXXXXX.json.
+eval.num_samples), so the two agree for the same step. A conditional run, given an
+attribute classifier (python -m experiments.attribute_classifier), is also scored by how
+well its faces follow their attributes (`attr_accuracy`: the same latents and label rows
+with each attribute forced to +1 and to -1). Prints one JSON object and writes it to
+DIR/eval_stepXXXXXXX.json.
 """
 
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags, logging
 
 from dcgan_jax import files, generate
+from dcgan_jax.eval import attribute_classifier
 from dcgan_jax.eval import evaluator as evaluation
 from dcgan_jax.eval import metrics
 from experiments import cli
@@ -29,6 +35,8 @@ _WEIGHTS = flags.DEFINE_string("inception_weights", None,
 _METRICS = flags.DEFINE_list("metrics", list(metrics.NAMES),
                              "Scores to compute, of swd, fid, kid, is (those needing Inception "
                              "weights are skipped without them).")
+_CLASSIFIER = flags.DEFINE_string("attribute_classifier", None, "An attribute classifier's "
+                                  ".msgpack, for a conditional run's attr_accuracy.")
 _SEED = flags.DEFINE_integer("seed", None, "Seed of the generated images' latent noise "
                              "(default: the noise of training's evaluations).")
 
@@ -47,6 +55,16 @@ def main(argv: list[str]) -> None:
                                      inception_weights=_WEIGHTS.value,
                                      download_weights=run.config.eval.download_weights,
                                      wanted=tuple(_METRICS.value))
+    classifier = None
+    if _CLASSIFIER.value:
+      if not run.variant.conditional:
+        raise ValueError(f"--attribute_classifier: {workdir} is not a conditional run")
+      classifier = attribute_classifier.load(Path(_CLASSIFIER.value))
+      if classifier.resolution != run.variant.image_resolution:
+        raise ValueError(f"--attribute_classifier {_CLASSIFIER.value} reads "
+                         f"{classifier.resolution}px faces, the run makes "
+                         f"{run.variant.image_resolution}px ones; train one with "
+                         f"--resolution {run.variant.image_resolution}")
   except (ValueError, FileNotFoundError) as error:
     cli.fail(error)
   if evaluator.unavailable_reason:
@@ -59,6 +77,11 @@ def main(argv: list[str]) -> None:
         file=sys.stderr, flush=True)
   fakes = generate.generate(run.variant, run.state, *inputs)
   result = {"step": run.step, "num_samples": evaluator.num_samples, **evaluator(fakes)}
+  if classifier is not None:
+    z = inputs[0]
+    result |= attribute_classifier.attribute_accuracy(
+        lambda rows: generate.generate(run.variant, run.state, np.concatenate([z, z]), rows),
+        inputs[1], dict(zip(run.variant.attributes, run.variant.label_columns)), classifier)
   # Printed first, so the scores survive a run directory that cannot be written.
   print(json.dumps(result), flush=True)
   files.write_json(workdir / f"eval_step{run.step:07d}.json", result)

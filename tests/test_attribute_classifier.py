@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dcgan_jax import train
 from dcgan_jax.data import celeba_prepare, synthetic_faces
 from dcgan_jax.eval import attribute_classifier
 from tests.cli import run_module
+from tests.runs import tiny_config
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_sample"
 
@@ -36,15 +38,25 @@ def test_the_held_out_part_is_seeded_and_disjoint():
   assert not np.array_equal(held, attribute_classifier.held_out(1000, 0.1, seed=4)[1])
 
 
-@pytest.mark.slow
-def test_it_reads_the_synthetic_faces_attributes_and_saves_what_it_learned(tmp_path):
+NAMES = synthetic_faces.ATTRIBUTE_NAMES
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+  """A classifier of the synthetic faces at 16 px, and the faces held out from it."""
   drawn = synthetic_faces.SyntheticFaces(seed=0, num_images=3000, resolution=16)
   faces = [drawn[i] for i in range(len(drawn))]  # drawn once, not at every batch
   train, held = attribute_classifier.held_out(len(faces), 0.1, seed=0)
-  classifier = attribute_classifier.train_classifier(faces, drawn.attribute_names, train,
-                                                     steps=400, seed=0)
-  images = np.stack([faces[i]["image"] for i in held])
-  labels = np.stack([faces[i]["label"] for i in held])
+  classifier = attribute_classifier.train_classifier(faces, NAMES, train, steps=400, seed=0)
+  return classifier, [faces[i] for i in held]
+
+
+@pytest.mark.slow
+def test_it_reads_the_synthetic_faces_attributes_and_saves_what_it_learned(synthetic,
+                                                                           tmp_path):
+  classifier, held = synthetic
+  images = np.stack([face["image"] for face in held])
+  labels = np.stack([face["label"] for face in held])
   accuracy = attribute_classifier.balanced_accuracy(classifier.logits(images), labels)
   assert np.nanmean(accuracy) > 0.8, accuracy  # measured 0.87
   attribute_classifier.save(classifier, tmp_path / "c.msgpack", {})
@@ -81,3 +93,55 @@ def test_cli_trains_on_celeba_scores_a_held_out_tenth_and_reuses_what_it_wrote(t
                       check=False)
   assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
   assert "no prepared shards" in result.stderr
+
+
+@pytest.mark.slow
+def test_faces_that_have_what_is_asked_score_the_classifiers_own_accuracy(synthetic):
+  """attr_accuracy of a 'generator' that returns held-out faces having the asked values
+  is the classifier's balanced accuracy on those faces with their true labels."""
+  classifier, held = synthetic
+  columns = {"Eyeglasses": NAMES.index("Eyeglasses"), "Smiling": NAMES.index("Smiling")}
+  labels = np.stack([face["label"] for face in held])
+  rng = np.random.default_rng(0)
+  given = []
+
+  def faces_asked(rows):
+    picked = []
+    for row in rows:
+      (having,) = np.nonzero((labels[:, list(columns.values())] == row[list(columns.values())])
+                             .all(axis=1))
+      picked.append(rng.choice(having))
+    given.append(np.array(picked))
+    return np.stack([held[i]["image"] for i in picked])
+
+  scores = attribute_classifier.attribute_accuracy(faces_asked, labels[:200], columns,
+                                                   classifier)
+  for (name, column), picked in zip(columns.items(), given):
+    own = attribute_classifier.balanced_accuracy(
+        classifier.logits(np.stack([held[i]["image"] for i in picked])), labels[picked])
+    assert scores["attr_accuracy_per_attribute"][name] == pytest.approx(own[column])
+  assert scores["attr_accuracy"] == pytest.approx(
+      np.mean(list(scores["attr_accuracy_per_attribute"].values())))
+  assert 0.6 < scores["attr_accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_evaluate_scores_a_conditional_run_by_its_attributes(synthetic, tmp_path):
+  classifier, _ = synthetic
+  attribute_classifier.save(classifier, tmp_path / "reader.msgpack", {})
+  config = tiny_config({"model.condition": "attributes",
+                        "model.attributes": "Eyeglasses,Smiling", "train.num_steps": 4})
+  train.train_and_evaluate(config, tmp_path / "run")
+  result = json.loads(run_module(
+      "experiments.evaluate", "--workdir", tmp_path / "run", "--num_samples", 32,
+      "--metrics", "swd", "--attribute_classifier", tmp_path / "reader.msgpack"
+  ).stdout.splitlines()[-1])
+  assert set(result["attr_accuracy_per_attribute"]) == {"Eyeglasses", "Smiling"}
+  assert 0 <= result["attr_accuracy"] <= 1
+  # An untrained generator cannot follow its attributes: about chance.
+  assert abs(result["attr_accuracy"] - 0.5) < 0.25
+  train.train_and_evaluate(tiny_config({"train.num_steps": 2}), tmp_path / "plain")
+  refused = run_module("experiments.evaluate", "--workdir", tmp_path / "plain",
+                       "--attribute_classifier", tmp_path / "reader.msgpack", check=False)
+  assert refused.returncode == 2 and "is not a conditional run" in refused.stderr
+  assert len(refused.stderr.strip().splitlines()) == 1

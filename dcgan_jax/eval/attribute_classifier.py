@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import flax.serialization
@@ -153,3 +153,26 @@ def load(path: Path) -> TrainedClassifier:
                      f"({files.one_line(error)}); delete it to train it again") from error
   return TrainedClassifier(params, tuple(facts["attribute_names"]), facts["resolution"],
                            facts["nf"])
+
+
+def attribute_accuracy(make_faces: Callable[[np.ndarray], np.ndarray],
+                       label_rows_NA: np.ndarray, attributes: Mapping[str, int],
+                       classifier: TrainedClassifier) -> dict[str, Any]:
+  """How well faces follow the attributes asked of them. For each of `attributes` (name
+  -> its column in the label rows) that the classifier reads: the faces `make_faces` makes
+  from `label_rows_NA` with that column set to +1, and with it set to -1 (the others as
+  they are), and the classifier's balanced accuracy on the value asked for. Returns
+  {"attr_accuracy": their mean, "attr_accuracy_per_attribute": {name: accuracy}}."""
+  per_attribute = {}
+  for name, column in attributes.items():
+    if name not in classifier.attribute_names:
+      continue
+    read = classifier.attribute_names.index(name)
+    rows = np.concatenate([label_rows_NA, label_rows_NA])
+    rows[:, column] = np.repeat([1, -1], len(label_rows_NA))
+    logits = classifier.logits(make_faces(rows))[:, read:read + 1]
+    per_attribute[name] = float(balanced_accuracy(logits, rows[:, column:column + 1])[0])
+  if not per_attribute:
+    raise ValueError(f"the classifier reads none of the attributes {sorted(attributes)}")
+  return {"attr_accuracy": float(np.mean(list(per_attribute.values()))),
+          "attr_accuracy_per_attribute": per_attribute}
