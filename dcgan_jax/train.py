@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,9 @@ from dcgan_jax.eval import evaluator as evaluation
 from dcgan_jax.report import page
 from dcgan_jax.train_state import (GanSetup, TrainState, abstract_state, init_state_on,
                                    setup_from_config, state_fingerprint)
+
+if TYPE_CHECKING:  # imported where a report is written: it brings matplotlib
+  from dcgan_jax.report import neighbours
 
 
 def total_steps(train_config: ml_collections.ConfigDict, num_images: int) -> int:
@@ -199,10 +202,12 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
                                       int(jax.device_get(state.step)), is_main_process)
     if config.eval.every_steps:
       best_manager = checkpointing.create_best_manager(workdir / "checkpoints_best")
+    report_space = (_report_space(config) if config.train.write_report and is_main_process
+                    else None)
     with _stop_requests() as stop_requested:
       state, last_scalars = _loop(config, workdir, setup, source, mesh, num_steps, state,
                                   manager, best_manager, data_iterator, writer, stop_requested,
-                                  start_time, record_session)
+                                  start_time, record_session, report_space)
   finally:
     checkpointing.finish(manager)
     manager.close()
@@ -232,7 +237,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     if grids:
       written.append(f"samples {grids[-1]}")
     if config.train.write_report:
-      written.append(f"report {_write_report(config, workdir) / 'index.html'}")
+      written.append(f"report {_write_report(config, workdir, report_space) / 'index.html'}")
     print("\n".join(written), flush=True)
   return final
 
@@ -249,21 +254,27 @@ def _final_at(path: Path, step: int | None) -> dict[str, Any] | None:
   return final if complete and step in (None, final["step"]) else None
 
 
-def _write_report(config: ml_collections.ConfigDict, workdir: Path) -> Path:
-  print("writing the report...", flush=True)
+def _report_space(config: ml_collections.ConfigDict) -> "neighbours.FeatureSpace":
+  """Where the report measures nearness (Inception space when the weights are found):
+  loaded once for the ETA's estimate of the report and the report itself."""
   # matplotlib is imported only where a report is written.
-  from dcgan_jax.report import assemble, neighbours  # pylint: disable=g-import-not-at-top
-  return assemble.write_report(workdir, neighbour_space=neighbours.neighbour_space(
-      config.eval.inception_weights or None))
+  from dcgan_jax.report import neighbours  # pylint: disable=g-import-not-at-top
+  return neighbours.neighbour_space(config.eval.inception_weights or None)
 
 
-def _report_seconds(config: ml_collections.ConfigDict, source: sources.Source,
+def _write_report(config: ml_collections.ConfigDict, workdir: Path,
+                  space: "neighbours.FeatureSpace | None" = None) -> Path:
+  print("writing the report...", flush=True)
+  from dcgan_jax.report import assemble  # pylint: disable=g-import-not-at-top
+  return assemble.write_report(workdir, neighbour_space=space or _report_space(config))
+
+
+def _report_seconds(source: sources.Source, space: "neighbours.FeatureSpace",
                     first_grid_seconds: float) -> float:
   """The ETA's estimate of the report: its neighbour search and figures, timed in part
   now, and running the networks, which compiles about as much as three first sample grids."""
-  from dcgan_jax.report import assemble, neighbours  # pylint: disable=g-import-not-at-top
-  return 3 * first_grid_seconds + assemble.expected_seconds(
-      source, neighbours.neighbour_space(config.eval.inception_weights or None))
+  from dcgan_jax.report import assemble  # pylint: disable=g-import-not-at-top
+  return 3 * first_grid_seconds + assemble.expected_seconds(source, space)
 
 
 def _best_score_before(rows: summaries.MetricRows, step: int, resolution: int) -> float:
@@ -279,10 +290,12 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
           source: sources.Source, mesh: jax.sharding.Mesh, num_steps: int, state: TrainState,
           manager, best_manager, data_iterator, writer: summaries.MetricWriter,
           stop_requested: Callable[[], str | None], start_time: float,
-          record_session: Callable[[int, float], float]
+          record_session: Callable[[int, float], float],
+          report_space: "neighbours.FeatureSpace | None"
           ) -> tuple[TrainState, dict[str, float]]:
   """Steps from the state's step to `num_steps`; returns the state and the last logged
-  scalars. The session's time is recorded at every log step and when it stops early."""
+  scalars. The session's time is recorded at every log step and when it stops early. The
+  ETA counts a report in `report_space` when one is given (process 0 writes it)."""
   is_main_process = jax.process_index() == 0
   batch_sharding = parallel.batch_sharded(mesh)
   compiled_steps: dict[int, Callable] = {}
@@ -327,8 +340,8 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       "sample grid": config.train.sample_every,
       "evaluation": config.eval.every_steps if evaluator else 0,
       "checkpoint": config.train.checkpoint_every}, expected_pauses=expected_pauses,
-      after_last_step=(_report_seconds(config, source, expected_pauses["sample grid"])
-                       if config.train.write_report and is_main_process else 0.0))
+      after_last_step=(_report_seconds(source, report_space, expected_pauses["sample grid"])
+                       if report_space is not None else 0.0))
   logged = summaries.read_metrics(workdir / "metrics.jsonl")
   # A run stopped after its last step was logged resumes with nothing left to train.
   last_scalars = summaries.training_scalars_at(logged, first_step)
