@@ -1,5 +1,6 @@
-"""The run directory: its config.json (written at the start, checked on resume, read
-back), and the lock that keeps a second process out of it."""
+"""The run directory: its config.json and data.json (written at the start, checked on
+resume, read back), and the directory itself, checked before anything is written (the
+lock that keeps a second process out is `files.locked`)."""
 
 import copy
 import json
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any, Collection
 
 import ml_collections
+
+from dcgan_jax import files
 
 
 # Keys that may change between a run and its resumption: they set how long and how
@@ -92,7 +95,7 @@ def read_json(path: Path, kind: type = dict) -> Any:
     value = json.loads(path.read_bytes())
   except (ValueError, RecursionError) as error:  # JSON, UTF-8 or nesting
     raise ValueError(f"{path} is not the JSON the run wrote ({type(error).__name__}: "
-                     f"{' '.join(str(error).split())[:120]}); restore it or use a new "
+                     f"{files.one_line(error, limit=120)}); restore it or use a new "
                      f"--workdir") from None
   if not isinstance(value, kind):
     raise ValueError(f"{path} holds a JSON {type(value).__name__}, not the "

@@ -75,7 +75,8 @@ def main(argv: list[str]) -> None:
               held_out]
   key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
   path = Path(_DATA_DIR.value) / f"attribute_classifier_{key}.msgpack"
-  if path.exists():
+  reused = path.exists()
+  if reused:
     classifier = attribute_classifier.load(path)
   else:
     classifier = attribute_classifier.train_classifier(
@@ -87,7 +88,7 @@ def main(argv: list[str]) -> None:
             "balanced_accuracy": {name: None if np.isnan(value) else round(float(value), 4)
                                   for name, value in zip(names, accuracy)},
             "mean": round(float(np.nanmean(accuracy)), 4)}
-  if not path.exists():
+  if not reused:
     attribute_classifier.save(classifier, path, scores)
   print(json.dumps({"classifier": str(path), **scores}))
 

@@ -19,9 +19,9 @@ it did not write.
 
 import collections
 import concurrent.futures
-import ctypes
 import contextlib
 import csv
+import ctypes
 import dataclasses
 import hashlib
 import io

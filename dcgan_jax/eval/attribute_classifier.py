@@ -3,10 +3,9 @@
 `train_classifier` fits it to a labelled source's +1/-1 attributes (a sigmoid
 cross-entropy per attribute, its two values weighted alike; Adam, random horizontal
 flips; batches drawn by a seeded numpy Generator, the parameters initialised from the
-seed), and `balanced_accuracy`
-scores it per attribute: the mean of its accuracy on the faces that have the attribute
-and on those that have not, so that a rare attribute (Eyeglasses is on 6.5% of CelebA)
-cannot score 0.93 by always answering "no".
+seed), and `balanced_accuracy` scores it per attribute: the mean of its accuracy on the
+faces that have the attribute and on those that have not, so that a rare attribute
+(Eyeglasses is on 6.5% of CelebA) cannot score 0.93 by always answering "no".
 """
 
 import dataclasses
@@ -24,6 +23,7 @@ import optax
 
 from dcgan_jax import files
 from dcgan_jax.data import sources
+from dcgan_jax.steps import to_model_range
 
 PyTree = Any
 _CHUNK = 512  # images per forward pass when scoring
@@ -31,9 +31,9 @@ _FREQUENCY_SAMPLE = 4096  # training examples that estimate each attribute's fre
 
 
 class Classifier(nn.Module):
-  """uint8-derived images (B, R, R, 3) in [-1, 1] -> one logit per attribute (B, A):
-  stride-2 3x3 convolutions down to 4x4 (channels doubling from `nf`, at most 256), a
-  global average, a linear layer."""
+  """Images (B, R, R, 3) in [-1, 1] -> one logit per attribute (B, A): per halving down to
+  4x4, a 3x3 convolution and a stride-2 one (channels doubling from `nf`, at most 256),
+  then a 256-unit layer and a linear one."""
 
   num_attributes: int
   nf: int = 32
@@ -49,10 +49,6 @@ class Classifier(nn.Module):
     return nn.Dense(self.num_attributes)(x)
 
 
-def _model_range(images_BHWC: np.ndarray | jax.Array) -> jax.Array:
-  return jnp.asarray(images_BHWC, jnp.float32) / 127.5 - 1.0
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainedClassifier:
   params: PyTree
@@ -63,7 +59,7 @@ class TrainedClassifier:
   @functools.cached_property
   def _apply(self):
     model = Classifier(len(self.attribute_names), self.nf)
-    return jax.jit(lambda params, images: model.apply({"params": params}, _model_range(images)))
+    return jax.jit(lambda params, images: model.apply({"params": params}, to_model_range(images)))
 
   def logits(self, images_BHWC: np.ndarray) -> np.ndarray:
     """float32 (N, A) logits of uint8 (N, R, R, 3) faces; > 0 reads the attribute as +1."""
@@ -97,7 +93,7 @@ def train_classifier(source: sources.Source, attribute_names: Sequence[str],
   @jax.jit
   def step(params, opt_state, images, labels):
     def loss_fn(params):
-      logits = model.apply({"params": params}, _model_range(images))
+      logits = model.apply({"params": params}, to_model_range(images))
       has = labels > 0
       weight = jnp.where(has, weights[0], weights[1])
       return (weight * optax.sigmoid_binary_cross_entropy(logits, has)).mean()
