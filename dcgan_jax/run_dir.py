@@ -40,6 +40,8 @@ ADDED_KEYS = {
     "model.condition": "none",
     "model.attributes": "",
     "model.g_condition": "concat",
+    "model.d_projection": True,
+    "loss.aux_classifier_weight": 0.0,
     "loss.name": "non_saturating",
     "loss.penalty": "none",
     "loss.penalty_weight": 10.0,

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from dcgan_jax import growth, losses
-from dcgan_jax.losses import (Batch, PyTree, hinge, least_squares, minimax, non_saturating,
-                              penalties, wasserstein)
+from dcgan_jax.losses import (Batch, PyTree, auxiliary_classifier, hinge, least_squares,
+                              minimax, non_saturating, penalties, wasserstein)
 from dcgan_jax.models import dcgan, layers, mlp, progan, resnet
 
 
@@ -175,20 +175,22 @@ def _dcgan_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Mo
   d_norm = _d_norm(config, dcgan.D_NORMS)
   return (dcgan.Generator(resolution=config.data.resolution, nf=config.model.nf, dtype=dtype,
                           impl=impl),
-          dcgan.Discriminator(nf=config.model.nf, dtype=dtype, impl=impl, norm=d_norm))
+          dcgan.Discriminator(nf=config.model.nf, dtype=dtype, impl=impl, norm=d_norm,
+                              heads=_d_heads(config)))
 
 
 def _mlp_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
   """`model.nf` is the width of the first hidden layer, as it is DCGAN's first channels."""
   _d_norm(config, mlp.D_NORMS)
   return (mlp.Generator(resolution=config.data.resolution, hidden=config.model.nf),
-          mlp.Discriminator(hidden=config.model.nf))
+          mlp.Discriminator(hidden=config.model.nf, heads=_d_heads(config)))
 
 
 def _resnet_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
   resnet.num_blocks(config.data.resolution)  # a one-line error below 32 px
   return (resnet.Generator(resolution=config.data.resolution, nf=config.model.nf),
-          resnet.Discriminator(nf=config.model.nf, norm=_d_norm(config, resnet.D_NORMS)))
+          resnet.Discriminator(nf=config.model.nf, norm=_d_norm(config, resnet.D_NORMS),
+                               heads=_d_heads(config)))
 
 
 def _progan_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
@@ -238,6 +240,12 @@ def _d_norm(config: ml_collections.ConfigDict, supported: tuple[str, ...]) -> st
   return d_norm
 
 
+def _d_heads(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """What a conditional discriminator does with the attributes (`layers.D_HEADS`)."""
+  return ((("projection",) if config.model.d_projection else ())
+          + (("classifier",) if config.loss.aux_classifier_weight else ()))
+
+
 def choose(key: str, name: str, registry: Mapping[str, Any]) -> Any:
   """registry[name], or the one-line error of `check_name`."""
   return registry[check_name(key, name, registry)]
@@ -254,6 +262,13 @@ def _check_combination(config: ml_collections.ConfigDict) -> None:
     if config.model.arch not in ("dcgan", "resnet"):
       raise ValueError(f"model.g_condition=cbn needs BatchNorm in the generator, which "
                        f"model.arch={config.model.arch} has not: use dcgan or resnet")
+  if config.model.condition != "none" and not _d_heads(config):
+    raise ValueError("model.d_projection=False with loss.aux_classifier_weight=0 leaves D "
+                     "blind to the attributes, so nothing teaches G to follow them: keep "
+                     "the projection or give the auxiliary classifier a weight")
+  if config.loss.aux_classifier_weight and config.model.condition == "none":
+    raise ValueError("loss.aux_classifier_weight trains D to predict the attributes: set "
+                     "model.condition=attributes, or loss.aux_classifier_weight=0")
   if config.loss.penalty != "none" and config.model.d_norm == "batch":
     raise ValueError(f"loss.penalty={config.loss.penalty} needs per-sample input gradients, "
                      f"which model.d_norm=batch mixes across the batch; use model.d_norm="
@@ -298,6 +313,9 @@ def variant_from_config(config: ml_collections.ConfigDict,
     loss = penalties.with_penalty(loss, penalties.drift, config.loss.drift_weight,
                                   metric="d_drift")
   attributes, label_columns = _conditioning(config, attribute_names)
+  if config.loss.aux_classifier_weight:
+    loss = auxiliary_classifier.with_auxiliary_classifier(
+        loss, config.loss.aux_classifier_weight, label_columns)
   schedule = None
   if config.model.arch == "progan":
     schedule = growth.Schedule(

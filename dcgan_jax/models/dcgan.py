@@ -93,13 +93,15 @@ class Discriminator(nn.Module):
   every convolution's kernel divided by its largest singular value, estimated by one
   power iteration per call whose vector is kept in the `batch_stats` collection (Miyato
   et al. 2018), and no other normalisation; "none". With attributes, a projection head
-  on the final 4x4 features adds the attribute term (`layers.projection`).
+  on the final 4x4 features adds the attribute term and, with "classifier" in `heads`,
+  D also returns AC-GAN's attribute logits (`layers.conditional_output`).
   """
 
   nf: int = 64
   dtype: Any = jnp.float32
   impl: str = "fast"
   norm: str = "batch"
+  heads: tuple[str, ...] = ("projection",)
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, labels_BA: jax.Array | None = None, *,
@@ -126,5 +128,6 @@ class Discriminator(nn.Module):
         x = normalise(x)
       x = nn.leaky_relu(x, 0.2)
     logits = conv(1, layers.reduce_4x4_to_1x1, n, x).reshape(x.shape[0]).astype(jnp.float32)
-    return logits + layers.projection(labels_BA, x.reshape(x.shape[0], -1), layers.CONV_STDDEV,
-                                      self.norm == "spectral", train)
+    return layers.conditional_output(logits, labels_BA, x.reshape(x.shape[0], -1),
+                                     layers.CONV_STDDEV, self.norm == "spectral", train,
+                                     self.heads)

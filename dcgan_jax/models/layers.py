@@ -125,19 +125,17 @@ class Conv4x4(nn.Module):
     return self.op(x.astype(self.dtype), kernel.astype(self.dtype), self.impl)
 
 
-def projection(labels_BA: jax.Array | None, features_BF: jax.Array, stddev: float,
+def projection(labels_BA: jax.Array, features_BF: jax.Array, stddev: float,
                spectral: bool, train: bool) -> jax.Array:
   """The projection discriminator's class term (Miyato & Koyama 2018), (B,): the inner
   product of each sample's final features with an embedding of its attributes, y V,
   for +1/-1 attribute vectors y (the sum of one embedding row per attribute, signed).
-  Zero without labels. Called inside a discriminator's compact `__call__`; the embedding
+  Called inside a discriminator's compact `__call__`; the embedding
   is spectrally normalised like the rest of a spectral-norm discriminator.
 
   `stddev` is that of the final layer's weights: V starts at N(0, stddev^2 / A), so y V
   (a sum of A rows) has the final layer's scale and, at initialisation, the attribute
   term is no larger than the unconditional logit whatever the number of attributes."""
-  if labels_BA is None:
-    return jnp.zeros(features_BF.shape[:1], jnp.float32)
   init = nn.initializers.normal(stddev / np.sqrt(labels_BA.shape[-1]))
   embed = nn.Dense(features_BF.shape[-1], use_bias=False, kernel_init=init, name="Projection")
   if spectral:
@@ -145,6 +143,38 @@ def projection(labels_BA: jax.Array | None, features_BF: jax.Array, stddev: floa
   else:
     embedded = embed(labels_BA)
   return jnp.sum(embedded * features_BF, axis=-1).astype(jnp.float32)
+
+
+def attribute_classes(labels_BA: jax.Array, features_BF: jax.Array, spectral: bool,
+                      train: bool) -> jax.Array:
+  """AC-GAN's auxiliary classifier (Odena et al. 2017), (B, A) float32: one logit per
+  attribute that the sample has it, a linear map of its final features. Called inside a
+  discriminator's compact `__call__`, spectrally normalised like the rest of such a
+  discriminator; it reads only the labels' width."""
+  classify = nn.Dense(labels_BA.shape[-1], name="AttributeClasses")
+  if spectral:
+    return nn.SpectralNorm(classify)(features_BF, update_stats=train).astype(jnp.float32)
+  return classify(features_BF).astype(jnp.float32)
+
+
+# What a conditional discriminator does with the attributes (`model.d_projection` and
+# `loss.aux_classifier_weight` choose): the projection term, AC-GAN's classifier, or both.
+D_HEADS = ("projection", "classifier")
+
+
+def conditional_output(logits_B: jax.Array, labels_BA: jax.Array | None,
+                       features_BF: jax.Array, stddev: float, spectral: bool, train: bool,
+                       heads: tuple[str, ...]) -> jax.Array | tuple[jax.Array, jax.Array]:
+  """A discriminator's output from its unconditional logits and final features: the
+  logits alone without labels; with them, the projection term added (if "projection"
+  in `heads`) and, if "classifier" in `heads`, the pair (logits, attribute logits)."""
+  if labels_BA is None:
+    return logits_B
+  if "projection" in heads:
+    logits_B = logits_B + projection(labels_BA, features_BF, stddev, spectral, train)
+  if "classifier" not in heads:
+    return logits_B
+  return logits_B, attribute_classes(labels_BA, features_BF, spectral, train)
 
 
 class ConditionalBatchNorm(nn.Module):

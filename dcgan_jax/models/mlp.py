@@ -37,10 +37,11 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
   """images (B, R, R, 3) in [-1, 1] (and, if conditional, attributes (B, A) in +1/-1)
   -> logits (B,), float32; attributes enter through a projection head on the last
-  hidden layer."""
+  hidden layer (`heads`: see `layers.conditional_output`)."""
 
   hidden: int = 256
   num_layers: int = 3
+  heads: tuple[str, ...] = ("projection",)
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, labels_BA: jax.Array | None = None, *,
@@ -49,5 +50,5 @@ class Discriminator(nn.Module):
     for i in reversed(range(self.num_layers)):
       x = nn.leaky_relu(nn.Dense(self.hidden * 2**i)(x), 0.2)
     # Dense's default (LeCun normal) initialisation of the final layer: stddev 1/sqrt(fan in).
-    attribute_term = layers.projection(labels_BA, x, x.shape[-1]**-0.5, False, train)
-    return nn.Dense(1)(x).reshape(-1) + attribute_term
+    return layers.conditional_output(nn.Dense(1)(x).reshape(-1), labels_BA, x,
+                                     x.shape[-1]**-0.5, False, train, self.heads)

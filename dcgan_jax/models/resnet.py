@@ -125,10 +125,12 @@ class DiscriminatorBlock(nn.Module):
 class Discriminator(nn.Module):
   """images (B, R, R, 3) in [-1, 1] (and, if conditional, attributes (B, A) in +1/-1)
   -> logits (B,), float32; attributes enter through a projection head on the pooled
-  features, as in Miyato & Koyama's conditional SNGAN."""
+  features, as in Miyato & Koyama's conditional SNGAN (`heads`: see
+  `layers.conditional_output`)."""
 
   nf: int = 64
   norm: str = "spectral"
+  heads: tuple[str, ...] = ("projection",)
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, labels_BA: jax.Array | None = None, *,
@@ -143,4 +145,4 @@ class Discriminator(nn.Module):
     logits = _apply_layer(dense, x, spectral, train).reshape(-1).astype(jnp.float32)
     # The final layer's Xavier initialisation has variance 2 / (fan in + fan out).
     stddev = math.sqrt(2 / (x.shape[-1] + 1))
-    return logits + layers.projection(labels_BA, x, stddev, spectral, train)
+    return layers.conditional_output(logits, labels_BA, x, stddev, spectral, train, self.heads)

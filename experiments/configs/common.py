@@ -31,6 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
   # How a conditional G takes the attributes: "concat" (appended to z) or "cbn" (every
   # BatchNorm's scale and bias a function of them; dcgan and resnet).
   config.model.g_condition = "concat"
+  # Whether a conditional D adds the projection head's attribute term (Miyato & Koyama).
+  config.model.d_projection = True
   config.model.nf = 64
   config.model.z_dim = 100
   config.model.dtype = "float32"  # compute dtype; params and optimiser stay float32
@@ -41,6 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss.penalty = "none"  # gradient penalty on D: none, gp (WGAN-GP) or r1
   config.loss.penalty_weight = 10.0
   config.loss.drift_weight = 0.0  # > 0: ProGAN's drift term, weight * mean D(real)^2
+  # > 0 (conditional runs): AC-GAN's auxiliary classifier in D, its class terms' weight.
+  config.loss.aux_classifier_weight = 0.0
 
   # Progressive growing (model.arch=progan only): 4x4 up to data.resolution.
   config.growth = ml_collections.ConfigDict()
