@@ -3,7 +3,8 @@ the same real images and the same latent noise.
 
 `DIR/<preset>/seed<k>/` holds each run (a run already trained that far is not trained
 again); `DIR/compare.json`, `compare.md` and `compare.png` hold the result: per preset,
-the mean and standard deviation over seeds of each score, wall time and img/s (over all of
+the mean and standard deviation over seeds of each score (a conditional run's
+attr_accuracy too, given `eval.attribute_classifier`), wall time and img/s (over all of
 a run's training sessions, when it was stopped and resumed), and one sample grid per preset
 side by side.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from dcgan_jax import files, generate, summaries, train
+from dcgan_jax.eval import attribute_classifier
 from dcgan_jax.eval import evaluator as evaluation
 
 # The noise every compared run is scored and drawn with: one seed for all.
@@ -90,10 +92,16 @@ def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], see
     for seed in seeds:
       directory = run_directory(workdir, name, seed)
       run = generate.load_run(directory)
-      images = generate.generate(run.variant, run.state,
-                                 *run.inputs(NOISE_SEED, evaluator.num_samples))
+      inputs = run.inputs(NOISE_SEED, evaluator.num_samples)
+      images = generate.generate(run.variant, run.state, *inputs)
+      scores = evaluator(images)
+      classifier = attribute_classifier.for_run(run.config.eval.attribute_classifier,
+                                                run.variant)
+      if classifier is not None:
+        scores |= attribute_classifier.generator_accuracy(run.variant, run.state, *inputs,
+                                                          classifier)
       final = json.loads((directory / "final.json").read_text())
-      results.append(RunResult(name, seed, evaluator(images),
+      results.append(RunResult(name, seed, scores,
                                *wall_time_and_rate(final, run.config.train.batch_size)))
       grids.setdefault(name, images[:GRID_SAMPLES])
   return results, grids
@@ -112,13 +120,21 @@ def summarise(results: list[RunResult]) -> dict[str, dict[str, Any]]:
   return summary
 
 
+# The scores compare.md shows, by their column titles.
+_SCORE_TITLES = {"swd": "SWD", "fid": "FID", "kid": "KID", "attr_accuracy": "attr_accuracy"}
+
+
 def markdown_table(summary: dict[str, dict[str, Any]], seeds: list[int]) -> str:
-  score_keys = [k for k in ("swd", "fid", "kid") if k in next(iter(summary.values()))]
-  header = (["preset"] + [f"{k.upper()} (mean ± std over {len(seeds)} seeds)" for k in score_keys]
+  """Each score's mean ± std per preset ("-" where a preset has none: attr_accuracy is
+  only a conditional run's), wall time and img/s."""
+  score_keys = [k for k in _SCORE_TITLES if any(k in columns for columns in summary.values())]
+  header = (["preset"] + [f"{_SCORE_TITLES[k]} (mean ± std over {len(seeds)} seeds)"
+                          for k in score_keys]
             + ["wall time (s)", "img/s"])
   lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
   for name, columns in summary.items():
-    cells = [name] + [f"{columns[k]['mean']:.4g} ± {columns[k]['std']:.2g}" for k in score_keys]
+    cells = [name] + [f"{columns[k]['mean']:.4g} ± {columns[k]['std']:.2g}" if k in columns
+                      else "-" for k in score_keys]
     cells += [f"{columns['seconds']['mean']:.0f}", f"{columns['img_per_s']['mean']:.0f}"]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"

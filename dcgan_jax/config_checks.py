@@ -106,6 +106,7 @@ RULES: dict[str, Rule] = {
     "eval.inception_weights": _ANY_STR,
     "eval.download_weights": _ANY_BOOL,
     "eval.reference_num_images": _at_least_zero(int),
+    "eval.attribute_classifier": _ANY_STR,
 }
 
 

@@ -22,7 +22,7 @@ RESUMABLE_KEYS = frozenset({
     "data.num_workers",
     "data.num_threads", "data.prefetch", "eval.every_steps", "eval.num_samples",
     "eval.inception_weights", "eval.reference_num_images", "eval.download_weights",
-    "model.impl",
+    "eval.attribute_classifier", "model.impl",
 })
 # Keys a resumed run may change when asked to (`allow_changes`): the optimiser's, to retry
 # from the last good checkpoint of a run that diverged.
@@ -42,6 +42,7 @@ ADDED_KEYS = {
     "model.g_condition": "concat",
     "model.d_projection": True,
     "loss.aux_classifier_weight": 0.0,
+    "eval.attribute_classifier": "",
     "loss.name": "non_saturating",
     "loss.penalty": "none",
     "loss.penalty_weight": 10.0,

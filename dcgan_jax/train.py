@@ -22,6 +22,7 @@ import numpy as np
 from dcgan_jax import (checkpointing, config_checks, files, generate, parallel, run_dir, steps,
                        summaries)
 from dcgan_jax.data import pipeline, sources
+from dcgan_jax.eval import attribute_classifier
 from dcgan_jax.eval import evaluator as evaluation
 from dcgan_jax.report import page
 from dcgan_jax.train_state import (GanSetup, TrainState, abstract_state, init_state_on,
@@ -155,17 +156,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   mesh = parallel.make_mesh()
   parallel.check_global_batch_size(config.train.batch_size, mesh)
   num_steps = total_steps(config.train, len(source))
+  classifier = (attribute_classifier.for_run(config.eval.attribute_classifier, setup.variant)
+                if config.eval.every_steps else None)
   is_main_process = jax.process_index() == 0
   if is_main_process:
     run_dir.make_workdir(workdir)
   # Only process 0 writes; the processes of a multi-host run share the workdir.
   with (files.locked(workdir, "--workdir") if is_main_process else contextlib.nullcontext()):
-    return _train(config, workdir, setup, source, mesh, num_steps, allow_changes, start_time)
+    return _train(config, workdir, setup, source, mesh, num_steps, allow_changes, start_time,
+                  classifier)
 
 
 def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
            source: sources.Source, mesh: jax.sharding.Mesh, num_steps: int,
-           allow_changes: Collection[str], start_time: float) -> dict[str, Any]:
+           allow_changes: Collection[str], start_time: float,
+           classifier: attribute_classifier.TrainedClassifier | None) -> dict[str, Any]:
   is_main_process = jax.process_index() == 0
   checkpointing.check_checkpoint_directory(workdir / "checkpoints")
   manager = checkpointing.create_manager(workdir / "checkpoints", config.train.keep_checkpoints)
@@ -207,7 +212,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     with _stop_requests() as stop_requested:
       state, last_scalars = _loop(config, workdir, setup, source, mesh, num_steps, state,
                                   manager, best_manager, data_iterator, writer, stop_requested,
-                                  start_time, record_session, report_space)
+                                  start_time, record_session, report_space, classifier)
   finally:
     checkpointing.finish(manager)
     manager.close()
@@ -291,7 +296,8 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
           manager, best_manager, data_iterator, writer: summaries.MetricWriter,
           stop_requested: Callable[[], str | None], start_time: float,
           record_session: Callable[[int, float], float],
-          report_space: "neighbours.FeatureSpace | None"
+          report_space: "neighbours.FeatureSpace | None",
+          classifier: attribute_classifier.TrainedClassifier | None
           ) -> tuple[TrainState, dict[str, float]]:
   """Steps from the state's step to `num_steps`; returns the state and the last logged
   scalars. The session's time is recorded at every log step and when it stops early. The
@@ -362,10 +368,15 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     nonlocal best_score
     grown = variant.after_steps(step)
     scores = evaluator(generate.generate(grown, state, eval_noise, eval_labels))
+    if classifier is not None:
+      scores |= attribute_classifier.generator_accuracy(grown, state, eval_noise, eval_labels,
+                                                        classifier)
     if grown.schedule:
       scores |= {"resolution": float(grown.image_resolution)}
     writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
-    line = f"eval step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in scores.items())
+    # Per-attribute scores (attr_accuracy/<name>) go to the logs, their mean to the line.
+    line = f"eval step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in scores.items()
+                                             if "/" not in name)
     if grown.image_resolution != variant.resolution:
       # Scores at a growing run's smaller resolutions do not compare with the final one's.
       progress.write(line)

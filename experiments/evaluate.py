@@ -6,9 +6,10 @@
 
 By default it scores exactly as training's evaluations do (their latent noise and
 eval.num_samples), so the two agree for the same step. A conditional run, given an
-attribute classifier (python -m experiments.attribute_classifier), is also scored by how
-well its faces follow their attributes (`attr_accuracy`: the same latents and label rows
-with each attribute forced to +1 and to -1). Prints one JSON object and writes it to
+attribute classifier (python -m experiments.attribute_classifier) by
+--attribute_classifier or its eval.attribute_classifier, is also scored by how well its
+faces follow their attributes (`attr_accuracy`: the same latents and label rows with
+each attribute forced to +1 and to -1; `attr_accuracy/<name>` per attribute). Prints one JSON object and writes it to
 DIR/eval_stepXXXXXXX.json.
 """
 
@@ -16,7 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 from absl import app, flags, logging
 
 from dcgan_jax import files, generate
@@ -55,16 +55,10 @@ def main(argv: list[str]) -> None:
                                      inception_weights=_WEIGHTS.value,
                                      download_weights=run.config.eval.download_weights,
                                      wanted=tuple(_METRICS.value))
-    classifier = None
-    if _CLASSIFIER.value:
-      if not run.variant.conditional:
-        raise ValueError(f"--attribute_classifier: {workdir} is not a conditional run")
-      classifier = attribute_classifier.load(Path(_CLASSIFIER.value))
-      if classifier.resolution != run.variant.image_resolution:
-        raise ValueError(f"--attribute_classifier {_CLASSIFIER.value} reads "
-                         f"{classifier.resolution}px faces, the run makes "
-                         f"{run.variant.image_resolution}px ones; train one with "
-                         f"--resolution {run.variant.image_resolution}")
+    if _CLASSIFIER.value and not run.variant.conditional:
+      raise ValueError(f"--attribute_classifier: {workdir} is not a conditional run")
+    classifier = attribute_classifier.for_run(
+        _CLASSIFIER.value or run.config.eval.attribute_classifier, run.variant)
   except (ValueError, FileNotFoundError) as error:
     cli.fail(error)
   if evaluator.unavailable_reason:
@@ -78,10 +72,8 @@ def main(argv: list[str]) -> None:
   fakes = generate.generate(run.variant, run.state, *inputs)
   result = {"step": run.step, "num_samples": evaluator.num_samples, **evaluator(fakes)}
   if classifier is not None:
-    z = inputs[0]
-    result |= attribute_classifier.attribute_accuracy(
-        lambda rows: generate.generate(run.variant, run.state, np.concatenate([z, z]), rows),
-        inputs[1], dict(zip(run.variant.attributes, run.variant.label_columns)), classifier)
+    result |= attribute_classifier.generator_accuracy(run.variant, run.state, *inputs,
+                                                      classifier)
   # Printed first, so the scores survive a run directory that cannot be written.
   print(json.dumps(result), flush=True)
   files.write_json(workdir / f"eval_step{run.step:07d}.json", result)

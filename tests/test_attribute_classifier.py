@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dcgan_jax import train
+from dcgan_jax import compare, summaries, train
 from dcgan_jax.data import celeba_prepare, synthetic_faces
 from dcgan_jax.eval import attribute_classifier
+from experiments.configs import cdcgan, dcgan
 from tests.cli import run_module
 from tests.runs import tiny_config
 
@@ -119,29 +120,70 @@ def test_faces_that_have_what_is_asked_score_the_classifiers_own_accuracy(synthe
   for (name, column), picked in zip(columns.items(), given):
     own = attribute_classifier.balanced_accuracy(
         classifier.logits(np.stack([held[i]["image"] for i in picked])), labels[picked])
-    assert scores["attr_accuracy_per_attribute"][name] == pytest.approx(own[column])
+    assert scores[f"attr_accuracy/{name}"] == pytest.approx(own[column])
   assert scores["attr_accuracy"] == pytest.approx(
-      np.mean(list(scores["attr_accuracy_per_attribute"].values())))
+      np.mean([scores[f"attr_accuracy/{name}"] for name in columns]))
   assert 0.6 < scores["attr_accuracy"] <= 1
 
 
 @pytest.mark.slow
-def test_evaluate_scores_a_conditional_run_by_its_attributes(synthetic, tmp_path):
+def test_training_and_evaluate_score_a_conditional_run_by_its_attributes_alike(synthetic,
+                                                                              tmp_path):
+  """Training's evaluation (eval.attribute_classifier) logs attr_accuracy and each
+  attribute's; experiments.evaluate, with the run's classifier or one named by the flag,
+  scores the same step with the same noise to the same numbers."""
   classifier, _ = synthetic
   attribute_classifier.save(classifier, tmp_path / "reader.msgpack", {})
-  config = tiny_config({"model.condition": "attributes",
-                        "model.attributes": "Eyeglasses,Smiling", "train.num_steps": 4})
+  config = tiny_config({"model.condition": "attributes", "model.attributes": "Eyeglasses,Smiling",
+                        "train.num_steps": 4, "eval.every_steps": 4, "eval.num_samples": 32,
+                        "eval.attribute_classifier": str(tmp_path / "reader.msgpack")})
   train.train_and_evaluate(config, tmp_path / "run")
-  result = json.loads(run_module(
-      "experiments.evaluate", "--workdir", tmp_path / "run", "--num_samples", 32,
-      "--metrics", "swd", "--attribute_classifier", tmp_path / "reader.msgpack"
-  ).stdout.splitlines()[-1])
-  assert set(result["attr_accuracy_per_attribute"]) == {"Eyeglasses", "Smiling"}
-  assert 0 <= result["attr_accuracy"] <= 1
+  logged = summaries.evaluation_scores(summaries.read_metrics(tmp_path / "run" / "metrics.jsonl"))
+  during = {k: v for k, v in logged["last"].items() if k.startswith("attr_accuracy")}
+  assert set(during) == {"attr_accuracy", "attr_accuracy/Eyeglasses", "attr_accuracy/Smiling"}
   # An untrained generator cannot follow its attributes: about chance.
-  assert abs(result["attr_accuracy"] - 0.5) < 0.25
+  assert abs(during["attr_accuracy"] - 0.5) < 0.25
+  for flags in ((), ("--attribute_classifier", tmp_path / "reader.msgpack")):
+    result = json.loads(run_module("experiments.evaluate", "--workdir", tmp_path / "run",
+                                   "--metrics", "swd", *flags).stdout.splitlines()[-1])
+    assert {k: v for k, v in result.items() if k.startswith("attr_accuracy")} == pytest.approx(
+        during)
+  config.data.resolution = 32
+  with pytest.raises(ValueError, match=r"^attribute classifier \S+reader.msgpack reads 16px "
+                                       r"faces, the run makes 32px ones; train one with"):
+    train.train_and_evaluate(config, tmp_path / "other")
+  assert not (tmp_path / "other").exists()
   train.train_and_evaluate(tiny_config({"train.num_steps": 2}), tmp_path / "plain")
   refused = run_module("experiments.evaluate", "--workdir", tmp_path / "plain",
                        "--attribute_classifier", tmp_path / "reader.msgpack", check=False)
   assert refused.returncode == 2 and "is not a conditional run" in refused.stderr
   assert len(refused.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_compare_scores_the_conditional_preset_by_its_attributes_as_evaluate_does(synthetic,
+                                                                                 tmp_path):
+  """With eval.attribute_classifier set for every preset, compare adds attr_accuracy for
+  the conditional one (the score experiments.evaluate gives with compare's noise) and a
+  dash for the unconditional one."""
+  classifier, _ = synthetic
+  attribute_classifier.save(classifier, tmp_path / "reader.msgpack", {})
+  configs = {"dcgan": dcgan.get_config("tiny"), "cdcgan": cdcgan.get_config("tiny")}
+  for config in configs.values():
+    config.data.source = "synthetic"
+    config.train.num_steps = config.train.checkpoint_every = config.train.sample_every = 2
+    config.eval.attribute_classifier = str(tmp_path / "reader.msgpack")
+  configs["cdcgan"].model.attributes = "Eyeglasses,Smiling"
+  report = compare.compare(tmp_path / "compared", configs, [0], num_samples=32)
+  assert "attr_accuracy" not in report["presets"]["dcgan"]
+  scored = report["runs"][1]["scores"]
+  result = json.loads(run_module(
+      "experiments.evaluate", "--workdir", tmp_path / "compared" / "cdcgan" / "seed0",
+      "--metrics", "swd", "--num_samples", 32, "--seed", compare.NOISE_SEED
+  ).stdout.splitlines()[-1])
+  assert {k: v for k, v in scored.items() if k.startswith("attr_accuracy")} == pytest.approx(
+      {k: v for k, v in result.items() if k.startswith("attr_accuracy")})
+  table = (tmp_path / "compared" / "compare.md").read_text().splitlines()
+  assert "attr_accuracy (mean ± std over 1 seeds)" in table[0]
+  assert table[2].startswith("| dcgan |") and table[2].split(" | ")[2] == "-"
+  assert table[3].split(" | ")[2] == f"{scored['attr_accuracy']:.4g} ± 0"

@@ -21,9 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dcgan_jax import files
+from dcgan_jax import files, generate
 from dcgan_jax.data import sources
 from dcgan_jax.steps import to_model_range
+from dcgan_jax.train_state import TrainState
+from dcgan_jax.variants import Variant
 
 PyTree = Any
 _CHUNK = 512  # images per forward pass when scoring
@@ -158,7 +160,7 @@ def attribute_accuracy(make_faces: Callable[[np.ndarray], np.ndarray],
   -> its column in the label rows) that the classifier reads: the faces `make_faces` makes
   from `label_rows_NA` with that column set to +1, and with it set to -1 (the others as
   they are), and the classifier's balanced accuracy on the value asked for. Returns
-  {"attr_accuracy": their mean, "attr_accuracy_per_attribute": {name: accuracy}}."""
+  {"attr_accuracy": their mean, "attr_accuracy/<name>": each attribute's}."""
   per_attribute = {}
   for name, column in attributes.items():
     if name not in classifier.attribute_names:
@@ -170,5 +172,31 @@ def attribute_accuracy(make_faces: Callable[[np.ndarray], np.ndarray],
     per_attribute[name] = float(balanced_accuracy(logits, rows[:, column:column + 1])[0])
   if not per_attribute:
     raise ValueError(f"the classifier reads none of the attributes {sorted(attributes)}")
-  return {"attr_accuracy": float(np.mean(list(per_attribute.values()))),
-          "attr_accuracy_per_attribute": per_attribute}
+  return {"attr_accuracy": float(np.mean(list(per_attribute.values())))} | {
+      f"attr_accuracy/{name}": value for name, value in per_attribute.items()}
+
+
+def for_run(path: str, variant: Variant) -> TrainedClassifier | None:
+  """The classifier at `path` (a `.msgpack` this module saved) for scoring a run of
+  `variant`: None where `path` is empty or the run is not conditional; a one-line error
+  where it cannot be read or reads faces of another size than the run makes."""
+  if not path or not variant.conditional:
+    return None
+  classifier = load(Path(path))
+  if classifier.resolution != variant.image_resolution:
+    raise ValueError(f"attribute classifier {path} reads {classifier.resolution}px faces, the "
+                     f"run makes {variant.image_resolution}px ones; train one with python -m "
+                     f"experiments.attribute_classifier --resolution {variant.image_resolution}")
+  return classifier
+
+
+def generator_accuracy(variant: Variant, state: TrainState, z_NZ: np.ndarray,
+                       label_rows_NA: np.ndarray, classifier: TrainedClassifier
+                       ) -> dict[str, float]:
+  """`attribute_accuracy` of the run's generator: the latents `z_NZ` with each attribute
+  of `variant` forced to either value in the label rows `label_rows_NA`."""
+  def make_faces(rows: np.ndarray) -> np.ndarray:
+    return generate.generate(variant, state, np.concatenate([z_NZ, z_NZ]), rows)
+
+  return attribute_accuracy(make_faces, label_rows_NA,
+                            dict(zip(variant.attributes, variant.label_columns)), classifier)

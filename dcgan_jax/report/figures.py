@@ -29,7 +29,7 @@ GRID_PAD = 2
 # Logged beside the step's metrics by the loop; not curves of the model.
 TIMING_KEYS = ("img_per_s", "elapsed_s")
 
-_BETTER = {"swd": "lower", "fid": "lower", "kid": "lower", "is": "higher"}
+_BETTER = {"swd": "lower", "fid": "lower", "kid": "lower", "is": "higher", "attr": "higher"}
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -48,8 +48,10 @@ def series(rows: MetricRows, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def eval_metric_names(rows: MetricRows) -> list[str]:
-  """Logged evaluation metrics without their `eval_` prefix; spreads (`X_std`) go with X."""
-  names = {key.removeprefix("eval_") for row in rows for key in row if key.startswith("eval_")}
+  """Logged evaluation metrics without their `eval_` prefix; spreads (`X_std`) go with X,
+  and per-item parts (`X/item`, e.g. attr_accuracy's per attribute) stay in the logs."""
+  names = {key.removeprefix("eval_") for row in rows for key in row
+           if key.startswith("eval_") and "/" not in key}
   return sorted(n for n in names if not (n.endswith("_std") and n.removesuffix("_std") in names))
 
 

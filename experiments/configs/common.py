@@ -81,6 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.download_weights = True
   config.eval.inception_weights = ""  # path to pt_inception-2015-12-05-6726825d.pth; "" searches the cache
   config.eval.reference_num_images = 0  # real images behind the FID statistics; 0: the whole split
+  # An attribute classifier's .msgpack (python -m experiments.attribute_classifier): with
+  # it, a conditional run's evaluations also report attr_accuracy.
+  config.eval.attribute_classifier = ""
   return config
 
 
