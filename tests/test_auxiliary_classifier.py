@@ -28,14 +28,15 @@ def ac_config(weight: float = 1.0, **overrides):
 
 def _numpy_balanced_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
   """Per attribute, the mean binary cross-entropy over the faces with it and over those
-  without it, averaged (one alone where the other is absent); in float64."""
+  without it, averaged (one alone where the other is absent), summed over attributes; in
+  float64."""
   p = 1 / (1 + np.exp(-logits.astype(np.float64)))
   terms = []
   for a in range(labels.shape[1]):
     means = [np.mean(-np.log(p[labels[:, a] > 0, a])) if np.any(labels[:, a] > 0) else None,
              np.mean(-np.log(1 - p[labels[:, a] < 0, a])) if np.any(labels[:, a] < 0) else None]
     terms.append(np.mean([m for m in means if m is not None]))
-  return float(np.mean(terms))
+  return float(np.sum(terms))
 
 
 def _batch(key: jax.Array, num: int, resolution: int) -> dict[str, jax.Array]:
@@ -136,7 +137,8 @@ def test_trained_ds_classifier_tells_the_attributes_of_real_faces(tmp_path):
   train.train_and_evaluate(config, tmp_path)
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   terms = [r["d_classes"] for r in records if "d_classes" in r]
-  assert np.mean(terms[:2]) > 0.6 and np.mean(terms[-10:]) < 0.45, terms
+  # Chance is 3 log 2 = 2.08 for the three attributes.
+  assert np.mean(terms[:2]) > 1.8 and np.mean(terms[-10:]) < 1.3, terms
 
   run = generate.load_run(tmp_path)
   unseen = synthetic_faces.SyntheticFaces(12345, 512, config.data.resolution)
@@ -147,4 +149,4 @@ def test_trained_ds_classifier_tells_the_attributes_of_real_faces(tmp_path):
                                              train=False)
   columns = [NAMES.index(name) for name in ATTRIBUTES]
   accuracy = attribute_classifier.balanced_accuracy(np.asarray(classes), labels[:, columns])
-  assert np.all(accuracy > 0.65) and np.mean(accuracy) > 0.75, accuracy  # measured 0.90 0.87 0.71
+  assert np.all(accuracy > 0.65) and np.mean(accuracy) > 0.75, accuracy  # measured 0.91 0.90 0.74

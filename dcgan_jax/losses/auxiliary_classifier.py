@@ -28,7 +28,9 @@ from dcgan_jax.losses import Batch, Critic, PyTree
 def balanced_cross_entropy(logits_BA: jax.Array, labels_BA: jax.Array) -> jax.Array:
   """Binary cross-entropy of attribute logits against +1/-1 labels, each attribute's two
   values weighing alike in the batch however rare one is (a value absent from the batch
-  leaves the other alone), averaged over attributes."""
+  leaves the other alone), summed over attributes: the negative log-likelihood of the
+  attribute vector, as the paper's is of the class, so that the weight is per attribute
+  however many there are."""
   has = labels_BA > 0
   losses_BA = optax.sigmoid_binary_cross_entropy(logits_BA, has.astype(jnp.float32))
 
@@ -40,7 +42,7 @@ def balanced_cross_entropy(logits_BA: jax.Array, labels_BA: jax.Array) -> jax.Ar
   without_value, any_without = mean_over(~has)
   per_attribute = ((with_value * any_with + without_value * any_without)
                    / (any_with.astype(jnp.float32) + any_without))
-  return jnp.mean(per_attribute)
+  return jnp.sum(per_attribute)
 
 
 def _classified(critic: Critic, judged: Batch) -> tuple[Critic, list[jax.Array]]:
