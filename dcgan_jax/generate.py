@@ -3,8 +3,9 @@ restoring a trained run to draw from."""
 
 import dataclasses
 import functools
+import itertools
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -85,15 +86,16 @@ def fixed_inputs(variant: Variant, source: sources.Source | None, seed: int, num
 
 
 def set_attributes(variant: Variant, labels_BA: np.ndarray | None,
-                   settings: Mapping[str, int]) -> np.ndarray:
-  """A copy of the label rows with the named attributes set to +1 or -1 in every row."""
+                   settings: Mapping[str, int], flag: str = "--attributes") -> np.ndarray:
+  """A copy of the label rows with the named attributes set to +1 or -1 in every row;
+  errors name `flag`, where the settings came from."""
   if not variant.conditional:
-    raise ValueError("--attributes: this run is not conditional (model.condition=none)")
+    raise ValueError(f"{flag}: this run is not conditional (model.condition=none)")
   labels_BA = labels_BA.copy()
   for name, value in settings.items():
-    check_name("--attributes: attribute", name, variant.attributes)
+    check_name(f"{flag}: attribute", name, variant.attributes)
     if value not in (1, -1):
-      raise ValueError(f"--attributes: {name}={value}; an attribute is set to 1 or -1")
+      raise ValueError(f"{flag}: {name}={value}; an attribute is set to 1 or -1")
     labels_BA[:, variant.label_columns[variant.attributes.index(name)]] = value
   return labels_BA
 
@@ -154,10 +156,28 @@ def attribute_grid(run: TrainedRun, seed: int, num_rows: int) -> np.ndarray:
     toggled = labels.copy()
     toggled[:, column] = -toggled[:, column]
     columns.append(toggled)
-  num_cols = len(columns)
-  # Row-major grid: row r holds latent r under every column's labels.
+  return _grid_of_label_columns(run, z, columns)
+
+
+def attribute_settings_grid(run: TrainedRun, seed: int, num_rows: int,
+                            names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+  """A uint8 grid image of a conditional run, and its column titles: one latent (and the
+  other attributes of a training face) per row, under every setting of the named
+  attributes to +1 and -1, one setting per column ("+Male -Smiling", ...)."""
+  z, labels = run.inputs(seed, num_rows)
+  settings = list(itertools.product((1, -1), repeat=len(names)))
+  columns = [set_attributes(run.variant, labels, dict(zip(names, values))) for values in settings]
+  titles = [" ".join(f"{'+' if value > 0 else '-'}{name}" for name, value in zip(names, values))
+            for values in settings]
+  return _grid_of_label_columns(run, z, columns), titles
+
+
+def _grid_of_label_columns(run: TrainedRun, z_NZ: np.ndarray,
+                           columns: Sequence[np.ndarray]) -> np.ndarray:
+  """Row r: latent r under the label rows' row r of each column."""
+  num_rows, num_cols = len(z_NZ), len(columns)
   labels_grid = np.stack(columns, axis=1).reshape(num_rows * num_cols, -1)
-  images = generate(run.variant, run.state, np.repeat(z, num_cols, axis=0), labels_grid)
+  images = generate(run.variant, run.state, np.repeat(z_NZ, num_cols, axis=0), labels_grid)
   return summaries.image_grid(images, num_cols=num_cols)
 
 

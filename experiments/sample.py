@@ -3,11 +3,14 @@
   python -m experiments.sample --workdir DIR --num 64 --out_dir OUT [--seed 0] [--step K | --best]
   python -m experiments.sample --workdir DIR --out_dir OUT --interpolate
   python -m experiments.sample --workdir DIR --num 16 --out_dir OUT --attributes Male=1,Smiling=-1
+  python -m experiments.sample --workdir DIR --out_dir OUT --attribute_grid Male,Smiling
 
 Images go to OUT/000000.png, OUT/000001.png, ...; with --interpolate, one grid
 OUT/interpolation.png of latent paths (one per row) instead. A conditional run
 (model.condition=attributes) draws each image's attributes from a training face;
---attributes sets the named ones (1 present, -1 absent) and keeps the others.
+--attributes sets the named ones (1 present, -1 absent) and keeps the others;
+--attribute_grid writes OUT/attribute_grid.png: --rows latents, each under every setting
+of the named attributes to +1 and -1 (one column per setting, titled above it).
 """
 
 from pathlib import Path
@@ -29,6 +32,10 @@ _ROWS = flags.DEFINE_integer("rows", 8, "Interpolation paths (grid rows).")
 _COLS = flags.DEFINE_integer("cols", 10, "Steps along each path (grid columns).")
 _ATTRIBUTES = flags.DEFINE_list(
     "attributes", [], "A conditional run's attributes to set, e.g. Male=1,Eyeglasses=-1.")
+MAX_GRID_ATTRIBUTES = 4
+_ATTRIBUTE_GRID = flags.DEFINE_list(
+    "attribute_grid", [], f"Up to {MAX_GRID_ATTRIBUTES} of a conditional run's attributes, "
+    "e.g. Male,Smiling: a grid of every setting of them.")
 
 
 def parse_attributes(settings: list[str]) -> dict[str, int]:
@@ -59,9 +66,19 @@ def main(argv: list[str]) -> None:
     if attributes and _INTERPOLATE.value:
       raise ValueError("--attributes sets the attributes of samples; leave it out with "
                        "--interpolate")
+    grid_names = [name.strip() for name in _ATTRIBUTE_GRID.value]
+    if grid_names and (attributes or _INTERPOLATE.value):
+      raise ValueError("--attribute_grid draws its own grid; leave out --attributes and "
+                       "--interpolate")
+    if len(grid_names) > MAX_GRID_ATTRIBUTES:
+      raise ValueError(f"--attribute_grid: at most {MAX_GRID_ATTRIBUTES} attributes "
+                       f"({2**MAX_GRID_ATTRIBUTES} columns), got {len(grid_names)}")
     run = generate.load_run(Path(_WORKDIR.value), _STEP.value, best=_BEST.value)
-    if attributes:  # checked before anything is written
-      generate.set_attributes(run.variant, run.inputs(_SEED.value, 1)[1], attributes)
+    for flag, settings in ((_ATTRIBUTES, attributes),
+                           (_ATTRIBUTE_GRID, dict.fromkeys(grid_names, 1))):
+      if settings:  # checked before anything is written
+        generate.set_attributes(run.variant, run.inputs(_SEED.value, 1)[1], settings,
+                                f"--{flag.name}")
   except (ValueError, FileNotFoundError) as error:
     cli.fail(error)
   out_dir = Path(_OUT_DIR.value)
@@ -69,6 +86,15 @@ def main(argv: list[str]) -> None:
     grid = generate.interpolation_grid(run, _SEED.value, _ROWS.value, _COLS.value)
     files.write_png(out_dir / "interpolation.png", grid)
     print(f"wrote {out_dir / 'interpolation.png'} (step {run.step})")
+    return
+  if grid_names:
+    # matplotlib is imported only where a figure is drawn.
+    from dcgan_jax.report import figures  # pylint: disable=g-import-not-at-top
+    grid, titles = generate.attribute_settings_grid(run, _SEED.value, _ROWS.value, grid_names)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files.write_atomic(out_dir / "attribute_grid.png",
+                       figures.figure_png(figures.attribute_figure(grid, titles)))
+    print(f"wrote {out_dir / 'attribute_grid.png'} (step {run.step})")
     return
   generate.write_samples(run, out_dir, _NUM.value, _SEED.value, attributes)
   print(f"wrote {_NUM.value} images to {out_dir} (step {run.step})")

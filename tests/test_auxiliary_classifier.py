@@ -72,7 +72,8 @@ def test_class_terms_are_the_cross_entropy_of_ds_attribute_logits_added_to_the_l
 
   d_loss, (_, d_metrics) = variant.loss.discriminator(variant.discriminate, params, state,
                                                       real, fake, jax.random.PRNGKey(4))
-  d_term = _numpy_balanced_cross_entropy(np.asarray(real_classes), np.asarray(real["label"])[:, columns])
+  d_term = _numpy_balanced_cross_entropy(np.asarray(real_classes),
+                                         np.asarray(real["label"])[:, columns])
   np.testing.assert_allclose(d_metrics["d_classes"], d_term, rtol=1e-5)
   np.testing.assert_allclose(
       d_loss, non_saturating.discriminator_bce(real_out, fake_out) + weight * d_term, rtol=1e-5)
@@ -132,8 +133,8 @@ def test_a_d_blind_to_the_attributes_or_a_classifier_without_them_is_refused():
 def test_trained_ds_classifier_tells_the_attributes_of_real_faces(tmp_path):
   """Its class term on real batches falls well below chance's log 2 as it trains, and
   the trained head calls the attributes of real faces it never saw."""
-  config = ac_config(1.0, **{"train.num_steps": 400, "train.log_every": 10, "data.num_images": 4096,
-                             "model.d_projection": False})
+  config = ac_config(1.0, **{"train.num_steps": 400, "train.log_every": 10,
+                             "data.num_images": 4096, "model.d_projection": False})
   train.train_and_evaluate(config, tmp_path)
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   terms = [r["d_classes"] for r in records if "d_classes" in r]

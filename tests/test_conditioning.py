@@ -157,6 +157,33 @@ def test_sample_cli_refuses_bad_attributes_before_writing(conditional_run, tmp_p
   assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
+def test_attribute_grid_draws_each_latent_under_every_setting_of_the_named_attributes(
+    conditional_run, tmp_path):
+  run = generate.load_run(conditional_run)
+  grid, titles = generate.attribute_settings_grid(run, 3, 2, ["Eyeglasses", "Smiling"])
+  assert titles == ["+Eyeglasses +Smiling", "+Eyeglasses -Smiling", "-Eyeglasses +Smiling",
+                    "-Eyeglasses -Smiling"]
+  z, drawn = run.inputs(3, 2)
+  expected = []
+  for r in range(2):
+    for glasses, smiling in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+      row = drawn[r].copy()
+      row[NAMES.index("Eyeglasses")], row[NAMES.index("Smiling")] = glasses, smiling
+      expected.append(row)
+  images = generate.generate(run.variant, run.state, np.repeat(z, 4, axis=0), np.stack(expected))
+  np.testing.assert_array_equal(grid, summaries.image_grid(images, num_cols=4))
+
+  run_module("experiments.sample", "--workdir", conditional_run, "--out_dir", tmp_path / "grid",
+             "--attribute_grid", "Eyeglasses,Smiling", "--rows", 2, "--seed", 3)
+  assert Image.open(tmp_path / "grid" / "attribute_grid.png").size[0] > grid.shape[1]
+  refused = run_module("experiments.sample", "--workdir", conditional_run, "--out_dir",
+                       tmp_path / "never", "--attribute_grid", "Smiling,Male", check=False)
+  assert refused.stderr.strip().splitlines()[-1].startswith(
+      "error: --attribute_grid: attribute 'Male' is unknown")
+  assert not (tmp_path / "never").exists()
+
+
 def test_attributes_of_an_unconditional_run_are_refused(tiny_run):
   run = generate.load_run(tiny_run)
   with pytest.raises(ValueError, match=r"^--attributes: this run is not conditional"):
@@ -185,9 +212,9 @@ def test_attribute_grid_toggles_one_attribute_per_column(conditional_run):
 def test_the_reports_attribute_figure_names_each_column_above_it(conditional_run):
   run = generate.load_run(conditional_run)
   grid = generate.attribute_grid(run, seed=1, num_rows=2)
-  ax = figures.attribute_figure(grid, run.variant.attributes).axes[0]
-  assert [tick.get_text() for tick in ax.get_xticklabels()] == [
-      "as drawn", *(f"{name} toggled" for name in NAMES)]
+  titles = ["as drawn", *(f"{name} toggled" for name in NAMES)]
+  ax = figures.attribute_figure(grid, titles).axes[0]
+  assert [tick.get_text() for tick in ax.get_xticklabels()] == titles
   resolution, pad = run.variant.resolution, 2  # summaries.image_grid's layout
   face_centres = pad + np.arange(len(NAMES) + 1) * (resolution + pad) + resolution / 2
   np.testing.assert_allclose(ax.get_xticks(), face_centres, atol=pad)

@@ -103,8 +103,9 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
 
   if run.variant.conditional:
     write_figure("attributes.png",
-                 figures.attribute_figure(generate.attribute_grid(run, seed, ATTRIBUTE_ROWS),
-                                          run.variant.attributes),
+                 figures.attribute_figure(
+                     generate.attribute_grid(run, seed, ATTRIBUTE_ROWS),
+                     ["as drawn", *(f"{name} toggled" for name in run.variant.attributes)]),
                  "Each row is one latent and the attributes of a training face (first "
                  "column); each further column toggles the attribute named above it.")
 

@@ -152,10 +152,10 @@ def real_vs_fake_figure(real_BHWC: np.ndarray, fake_BHWC: np.ndarray, step: int)
   return figure
 
 
-def attribute_figure(grid_HWC: np.ndarray, attributes: Sequence[str]) -> Figure:
-  """`generate.attribute_grid`'s image with its columns named on it: the faces as drawn,
-  then each attribute toggled."""
-  num_cols = len(attributes) + 1
+def attribute_figure(grid_HWC: np.ndarray, column_titles: Sequence[str]) -> Figure:
+  """A grid of faces (`generate.attribute_grid`, `attribute_settings_grid`) with each
+  column's title above it."""
+  num_cols = len(column_titles)
   width = max(6.0, 0.55 * num_cols)
   figure = Figure(figsize=(width, width * grid_HWC.shape[0] / grid_HWC.shape[1] + 1.6),
                   layout="constrained")
@@ -163,7 +163,7 @@ def attribute_figure(grid_HWC: np.ndarray, attributes: Sequence[str]) -> Figure:
   ax.imshow(grid_HWC, interpolation="nearest")
   column_width = grid_HWC.shape[1] / num_cols
   ax.set_xticks((np.arange(num_cols) + 0.5) * column_width,
-                ["as drawn", *(f"{name} toggled" for name in attributes)], rotation=60,
+                column_titles, rotation=60,
                 ha="left", rotation_mode="anchor", fontsize=8)
   ax.xaxis.tick_top()
   ax.set_yticks([])
