@@ -4,9 +4,10 @@
 
 --src may be the official img_align_celeba.zip, the extracted img_align_celeba/
 folder, the folder holding either plus list_attr_celeba.txt and list_eval_partition.txt
-(or Kaggle's .csv versions), or any folder of PNG/JPEG faces. Re-running after an
-interruption (Ctrl-C, SIGTERM or SIGKILL) finishes the work; the record format is
-documented in dcgan_jax/data/shards.py.
+(or Kaggle's .csv versions), any folder of PNG/JPEG faces, or Hugging Face's parquet
+files of CelebA (a .parquet file or a folder of them; needs the [parquet] extra).
+Re-running after an interruption (Ctrl-C, SIGTERM or SIGKILL) finishes the work; the
+record format is documented in dcgan_jax/data/shards.py.
 """
 
 from pathlib import Path
@@ -16,7 +17,8 @@ from absl import app, flags
 from dcgan_jax.data import celeba_prepare, shards
 from experiments import cli
 
-_SRC = flags.DEFINE_string("src", None, "img_align_celeba.zip, an image folder, or its parent.")
+_SRC = flags.DEFINE_string("src", None, "img_align_celeba.zip, an image folder or its parent, "
+                                        "or parquet files (a .parquet file or their folder).")
 _OUT = flags.DEFINE_string("out", None, "Output directory for the shards.")
 _RESOLUTION = flags.DEFINE_integer("resolution", 64, "Output size in pixels (square).")
 _CROP = flags.DEFINE_integer("crop", 178, "Centre square crop before resizing, in pixels.")

@@ -2,6 +2,11 @@
 
 The shard format is described in `data.shards`.
 
+Sources: the official img_align_celeba.zip, a folder of images (Kaggle's layout too), with
+the attribute and partition listings when present; or parquet files in the layout of the
+Hugging Face CelebA datasets (see `_scan_parquet`), read with pyarrow, which only this
+input needs.
+
 Preprocessing: conversion to 8-bit RGB (see `to_rgb`), centre square crop of `crop`
 pixels (at most the image's short side), antialiased resize with PIL's Lanczos filter to
 `resolution`. Images are assigned to shards by sorted name, contiguously, so the same
@@ -34,9 +39,10 @@ import select
 import sys
 import threading
 import time
+import types
 import zipfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
@@ -61,13 +67,22 @@ class PrepareError(ValueError):
 # ----------------------------------------------------------------------------- source
 
 
+class ParquetRow(NamedTuple):
+  """Where an image of a parquet source is: a row of a row group of a file."""
+
+  path: Path
+  row_group: int
+  row: int  # within the row group
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceImages:
   """What --src holds: images by name, and optional attributes and partition."""
 
-  names: list[str]  # sorted base names
+  names: list[str]  # sorted: file base names, or as `_parquet_image_names` gives them
   zip_path: Path | None  # images come from this zip's members...
-  members: dict[str, str]  # ...named members[name], or from the files members[name]
+  members: dict[str, str]  # ...named members[name], or from the files members[name]...
+  parquet_rows: dict[str, ParquetRow]  # ...or from the parquet rows parquet_rows[name]
   attribute_names: list[str] | None
   attribute_rows: dict[str, list[str]]  # name -> raw values, validated per image
   partition_rows: dict[str, list[str]] | None  # name -> raw values; None: no listing
@@ -77,6 +92,10 @@ class SourceImages:
 
 def _is_image_name(name: str) -> bool:
   return name.lower().endswith(IMAGE_SUFFIXES) and not Path(name).name.startswith(".")
+
+
+def _is_parquet_name(name: str) -> bool:
+  return name.lower().endswith(".parquet") and not name.startswith(".")
 
 
 def _listing_rows(text: str, is_csv: bool) -> Iterator[list[str]]:
@@ -147,18 +166,30 @@ def _check_unique_names(src: Path, paths: list[str]) -> None:
 
 
 def scan_source(src: Path) -> SourceImages:
-  """Finds the images and listing files of --src (zip, image folder or its parent)."""
+  """Finds the images and listing files of --src (zip, image folder or its parent), or the
+  parquet files that it is or holds."""
   if not src.exists():
     raise PrepareError(f"--src {src} does not exist; expected img_align_celeba.zip, "
-                       f"a folder of images, or the folder holding them")
+                       f"a folder of images, the folder holding them, or parquet files")
   archive = None
   if src.is_file():
+    if _is_parquet_name(src.name):
+      return _scan_parquet(src, [src])
     if not zipfile.is_zipfile(src):
-      raise PrepareError(f"--src {src} is neither a zip file nor a folder")
+      raise PrepareError(f"--src {src} is neither a zip file, a parquet file nor a folder")
     zip_path, folders = src, [src.parent]
   else:
-    image_files = sorted(p for p in src.rglob("*") if p.is_file() and _is_image_name(p.name))
+    found = [p for p in src.rglob("*") if p.is_file()]
+    image_files = sorted(p for p in found if _is_image_name(p.name))
     zips = sorted(src.glob("*.zip"))
+    parquet_files = sorted(p for p in found if _is_parquet_name(p.name))
+    if parquet_files and (image_files or zips):
+      # Which one the user meant cannot be told, and neither is a subset of the other.
+      raise PrepareError(f"--src {src} holds both parquet files ({parquet_files[0]}) and "
+                         f"images ({(image_files or zips)[0]}); expected one kind: make --src "
+                         f"the folder of either")
+    if parquet_files:
+      return _scan_parquet(src, parquet_files)
     zip_path = zips[0] if not image_files and zips else None
     # Listings sit beside the image folder, which Kaggle nests one level deeper, whether
     # --src names the folder holding the listings or the image folder itself.
@@ -176,7 +207,7 @@ def scan_source(src: Path) -> SourceImages:
     _check_unique_names(src, list(image_sizes))
     members = {Path(path).name: path for path in image_sizes}
     if not members:
-      raise PrepareError(f"--src {src} holds no images (.jpg, .jpeg or .png)")
+      raise PrepareError(f"--src {src} holds no images (.jpg, .jpeg or .png) or parquet files")
     attributes = _find_listing(folders, archive, archive_names, "list_attr_celeba")
     partition = _find_listing(folders, archive, archive_names, "list_eval_partition")
   finally:
@@ -196,9 +227,10 @@ def scan_source(src: Path) -> SourceImages:
     digest.update(partition[0].encode())
     partition_rows = _parse_partition(*partition[:2], set(names))
   return SourceImages(
-      names=names, zip_path=zip_path, members=members, attribute_names=attribute_names,
-      attribute_rows=attribute_rows, partition_rows=partition_rows,
-      is_celeba=all(_CELEBA_NAME.match(n) for n in names), fingerprint=digest.hexdigest())
+      names=names, zip_path=zip_path, members=members, parquet_rows={},
+      attribute_names=attribute_names, attribute_rows=attribute_rows,
+      partition_rows=partition_rows, is_celeba=all(_CELEBA_NAME.match(n) for n in names),
+      fingerprint=digest.hexdigest())
 
 
 def split_of(source: SourceImages, name: str) -> str:
@@ -211,6 +243,179 @@ def split_of(source: SourceImages, name: str) -> str:
   if values not in (["0"], ["1"], ["2"]):
     raise ValueError(f"malformed partition row {' '.join(values)!r}, expected 0, 1 or 2")
   return SPLITS[int(values[0])]
+
+
+# The header of list_attr_celeba.txt: a parquet source's attribute columns, in this order.
+CELEBA_ATTRIBUTE_NAMES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
+    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
+    "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair",
+    "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache",
+    "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
+    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings",
+    "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young")
+# Hugging Face names a split's files after it: train-00000-of-00003.parquet.
+_PARQUET_SPLIT = re.compile(r"(train|valid|validation|test)[-_.]")
+_SPLIT_OF_PREFIX = {"train": "train", "valid": "valid", "validation": "valid", "test": "test"}
+# An attribute value as the listings write it: 1 present; 0, -1 (or False) absent. True and
+# False look up as 1 and 0. Other values (2, a null) keep their own text, which
+# `parse_attribute_row` rejects, so their image is skipped as for a malformed listing row.
+_ATTRIBUTE_TEXT = {1: "1", 0: "-1", -1: "-1"}
+
+
+@dataclasses.dataclass(frozen=True)
+class _ParquetFile:
+  """One parquet file of --src as scanned: row locations and labels, no image bytes."""
+
+  where: str  # its path under --src
+  split: str
+  rows: list[ParquetRow]
+  image_paths: list[str | None]
+  attributes: dict[str, list[str]]  # CelebA's attribute columns it has, as listing text
+  row_group_sizes: list[tuple[int, int]]  # rows and image column bytes, from the footer
+
+
+def _import_pyarrow(src: Path) -> types.ModuleType:
+  """pyarrow with its parquet reader: an optional dependency, that only parquet needs."""
+  try:
+    import pyarrow.parquet  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise PrepareError(f'--src {src}: reading parquet files needs pyarrow: '
+                       f'pip install -e ".[parquet]"') from None
+  return pyarrow
+
+
+def _split_of_parquet_file(path: Path) -> str:
+  """The split that the file's name starts with; train, as without a partition, if none."""
+  match = _PARQUET_SPLIT.match(path.name)
+  return _SPLIT_OF_PREFIX[match.group(1)] if match else "train"
+
+
+def _field_type(pyarrow: types.ModuleType, struct, name: str):
+  """The type of field `name` of a struct type; None when it has none (or is no struct)."""
+  if not pyarrow.types.is_struct(struct) or struct.get_field_index(name) < 0:
+    return None
+  return struct.field(name).type
+
+
+def _check_columns(pyarrow: types.ModuleType, path: Path, schema) -> None:
+  """PrepareError unless `schema` has Hugging Face's image column and CelebA's attribute
+  columns (those it has) hold bools or integers."""
+  image = schema.field("image").type if "image" in schema.names else None
+  if image is None or _field_type(pyarrow, image, "bytes") not in (pyarrow.binary(),
+                                                                   pyarrow.large_binary()):
+    found = (f"its image column is {image}" if image is not None
+             else f"its columns: {', '.join(schema.names)}")
+    raise PrepareError(f"--src {path} has no image column of {{bytes, path}} structs "
+                       f"(Hugging Face's Image feature); {found}")
+  for field in schema:
+    if field.name in CELEBA_ATTRIBUTE_NAMES and not (pyarrow.types.is_boolean(field.type) or
+                                                     pyarrow.types.is_integer(field.type)):
+      raise PrepareError(f"--src {path}: column {field.name} is {field.type}; expected an "
+                         f"attribute as bools or integers (1 present; 0 or -1 absent)")
+
+
+def _row_group_sizes(metadata) -> list[tuple[int, int]]:
+  """Rows and image column bytes of each row group: from the footer, so they cost no read."""
+  sizes = []
+  for index in range(metadata.num_row_groups):
+    group = metadata.row_group(index)
+    image_bytes = sum(group.column(c).total_uncompressed_size for c in range(group.num_columns)
+                      if group.column(c).path_in_schema.startswith("image."))
+    sizes.append((group.num_rows, image_bytes))
+  return sizes
+
+
+def _scan_parquet_file(pyarrow: types.ModuleType, path: Path, where: str) -> _ParquetFile:
+  """Everything of one file but its image bytes; PrepareError naming it when it is none
+  of Hugging Face's image tables."""
+  try:
+    with pyarrow.parquet.ParquetFile(path) as parquet:
+      schema, metadata = parquet.schema_arrow, parquet.metadata
+      _check_columns(pyarrow, path, schema)
+      has_paths = _field_type(pyarrow, schema.field("image").type, "path") in (
+          pyarrow.string(), pyarrow.large_string())
+      attribute_names = [name for name in CELEBA_ATTRIBUTE_NAMES if name in schema.names]
+      table = parquet.read(columns=(["image.path"] if has_paths else []) + attribute_names)
+  except (OSError, pyarrow.ArrowException) as error:
+    raise PrepareError(f"--src {path} is not a readable parquet file "
+                       f"({files.one_line(error)})") from None
+  sizes = _row_group_sizes(metadata)
+  images = table.column("image").to_pylist() if has_paths else [None] * metadata.num_rows
+  return _ParquetFile(
+      where=where, split=_split_of_parquet_file(path),
+      rows=[ParquetRow(path, group, row) for group, (count, _) in enumerate(sizes)
+            for row in range(count)],
+      image_paths=[image and image["path"] for image in images],
+      attributes={name: [_ATTRIBUTE_TEXT.get(value, str(value))
+                         for value in table.column(name).to_pylist()]
+                  for name in attribute_names},
+      row_group_sizes=sizes)
+
+
+def _parquet_image_names(parquet_files: list[_ParquetFile]) -> list[list[str]]:
+  """The name of each row of each file.
+
+  The file names of the images' paths when every row has one, they are unique, and each
+  split's files (in order) hold them sorted; else the file's path and the row's index
+  (data/train-00000-of-00003.parquet:00042). Either way the sorted names of a split follow
+  the rows' order, so that `_read_parquet_images` reads each row group once.
+  """
+  by_path = [[path and Path(path).name for path in f.image_paths] for f in parquet_files]
+  names = [name for file_names in by_path for name in file_names]
+  if None not in names and len(set(names)) == len(names):
+    in_order = [[name for f, file_names in zip(parquet_files, by_path) if f.split == split
+                 for name in file_names] for split in SPLITS]
+    if all(split_names == sorted(split_names) for split_names in in_order):
+      return by_path
+  return [[f"{f.where}:{index:0{len(str(len(f.rows)))}d}" for index in range(len(f.rows))]
+          for f in parquet_files]
+
+
+def _scan_parquet(src: Path, paths: list[Path]) -> SourceImages:
+  """The images of parquet files in the layout of Hugging Face's CelebA datasets.
+
+  Each file is a table with an `image` column of {bytes, path} structs and, optionally,
+  any of CelebA's 40 attributes as columns of its names: bools, 0/1 or -1/+1 integers
+  (other columns are ignored). A file's split is the one its name starts with (train,
+  valid or validation, test), else train. Only where each image is is kept, for
+  `_read_parquet_images`: the bytes of CelebA take 1.4 GB.
+
+  The fingerprint covers each file's path, split, and rows and image bytes per row group
+  (from the footer: no image is read), and each row's name and attribute values.
+  """
+  pyarrow = _import_pyarrow(src)
+  root = src if src.is_dir() else src.parent
+  parquet_files = [_scan_parquet_file(pyarrow, path, path.relative_to(root).as_posix())
+                   for path in paths]
+  attribute_names = list(parquet_files[0].attributes)
+  for f in parquet_files:
+    if list(f.attributes) != attribute_names:
+      differing = ", ".join(sorted(set(f.attributes) ^ set(attribute_names)))
+      raise PrepareError(f"--src {src}: {parquet_files[0].where} and {f.where} have different "
+                         f"attribute columns ({differing} in only one); expected the same "
+                         f"columns in every file")
+  parquet_rows: dict[str, ParquetRow] = {}
+  attribute_rows: dict[str, list[str]] = {}
+  partition_rows: dict[str, list[str]] = {}
+  digest = hashlib.sha256(f"{' '.join(attribute_names)}\n".encode())
+  for f, names in zip(parquet_files, _parquet_image_names(parquet_files)):
+    partition = [str(SPLITS.index(f.split))]  # as list_eval_partition.txt; one for all rows
+    digest.update(f"{f.where}\t{f.split}\t{f.row_group_sizes}\n".encode())
+    for index, (name, row) in enumerate(zip(names, f.rows)):
+      parquet_rows[name], partition_rows[name] = row, partition
+      values = [f.attributes[attribute][index] for attribute in attribute_names]
+      if attribute_names:
+        attribute_rows[name] = values
+      digest.update(f"{name}\t{' '.join(values)}\n".encode())
+  if not parquet_rows:
+    raise PrepareError(f"--src {src} holds no images: its parquet files have no rows")
+  names = sorted(parquet_rows)
+  return SourceImages(
+      names=names, zip_path=None, members={}, parquet_rows=parquet_rows,
+      attribute_names=attribute_names or None, attribute_rows=attribute_rows,
+      partition_rows=partition_rows, is_celeba=all(_CELEBA_NAME.match(n) for n in names),
+      fingerprint=digest.hexdigest())
 
 
 # ----------------------------------------------------------------------------- processing
@@ -449,20 +654,55 @@ class _Progress:
 MAX_IMAGE_FILE_BYTES = 64 * 2**20
 
 
-def _read_images(source: SourceImages, shards: list[_Shard]) -> Iterator[_Image]:
+def _too_large(size: int) -> str | None:
+  """Why an image file of `size` bytes is skipped, if it is."""
+  if size <= MAX_IMAGE_FILE_BYTES:
+    return None
+  return f"a file of {size:,} bytes, above the {MAX_IMAGE_FILE_BYTES:,} an image may take"
+
+
+def _read_files(source: SourceImages, names: Iterable[str]) -> Iterator[tuple[str, bytes | str]]:
+  """Each image's bytes (or why they were not read), from the zip or the folder."""
   archive = zipfile.ZipFile(source.zip_path) if source.zip_path else None
   try:
-    for name in itertools.chain.from_iterable(s.image_names for s in shards):
+    for name in names:
       member = source.members[name]
       size = archive.getinfo(member).file_size if archive else Path(member).stat().st_size
-      if size > MAX_IMAGE_FILE_BYTES:  # read whole, it would take the memory it declares
-        data = f"a file of {size:,} bytes, above the {MAX_IMAGE_FILE_BYTES:,} an image may take"
-      else:
-        data = archive.read(member) if archive else Path(member).read_bytes()
-      yield name, data, source.attribute_rows.get(name)
+      reason = _too_large(size)  # read whole, a larger file would take the memory it declares
+      yield name, reason or (archive.read(member) if archive else Path(member).read_bytes())
   finally:
     if archive is not None:
       archive.close()
+
+
+def _read_parquet_images(source: SourceImages, names: Iterable[str]
+                         ) -> Iterator[tuple[str, bytes | str]]:
+  """Each image's bytes (or why there are none), holding one row group's at a time: names
+  come in row order (see `_parquet_image_names`), so each group is read once."""
+  import pyarrow.parquet  # pylint: disable=g-import-not-at-top  (optional; scan_source checked)
+
+  def row_group(name: str) -> tuple[Path, int]:
+    return source.parquet_rows[name].path, source.parquet_rows[name].row_group
+
+  with contextlib.ExitStack() as stack:
+    opened = {}  # parquet files by path, each parsed once
+    for (path, group), group_names in itertools.groupby(names, key=row_group):
+      if path not in opened:
+        opened[path] = stack.enter_context(pyarrow.parquet.ParquetFile(path))
+      images = opened[path].read_row_group(group, columns=["image"]).column("image")
+      for name in group_names:
+        data = (images[source.parquet_rows[name].row].as_py() or {}).get("bytes")
+        if data is None:
+          yield name, "no image bytes"
+        else:
+          yield name, _too_large(len(data)) or data
+
+
+def _read_images(source: SourceImages, shards: list[_Shard]) -> Iterator[_Image]:
+  names = itertools.chain.from_iterable(s.image_names for s in shards)
+  read = _read_parquet_images if source.parquet_rows else _read_files
+  for name, data in read(source, names):
+    yield name, data, source.attribute_rows.get(name)
 
 
 def _records_of_shard(encoded: Iterator[_Encoded], shard: _Shard, skipped: list[list[str]],
