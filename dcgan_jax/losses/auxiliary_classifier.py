@@ -5,13 +5,16 @@ The discriminator also predicts the conditioned attributes: with "classifier" in
 heads it returns (outputs, attribute logits) (`layers.conditional_output`). D learns
 them from the real batch, weight * the attributes' binary cross-entropy against the
 true +1/-1 labels; G is rewarded when its fakes are classified as the attributes they
-were asked for, weight * the same cross-entropy on the fakes. Each attribute's two
-values weigh alike in these terms, as in the balanced accuracy that `attr_accuracy`
-judges by: CelebA's rare attributes (Eyeglasses on 6.5% of faces) would otherwise
-teach D little beyond "no". D's term leaves out the
-fakes, which the paper's D also classifies: that term lets D and G agree on fakes that
-are easy to classify whatever they look like. Multi-label CelebA attributes take one
-sigmoid per attribute where the paper's single class takes a softmax.
+were asked for, weight * the same cross-entropy on the fakes.
+
+Where this departs from the paper, and why:
+- Multi-label attributes take one sigmoid each where the paper's single class takes a
+  softmax; their cross-entropies are summed, the log-likelihood of the attribute vector.
+- Each attribute's two values weigh alike, as in the balanced accuracy `attr_accuracy`
+  judges by: CelebA's rare attributes (Eyeglasses on 6.5% of faces) would otherwise
+  teach D little beyond "no".
+- D's term leaves out the fakes, which the paper's D also classifies: that term lets D
+  and G agree on fakes that are easy to classify whatever they look like.
 """
 
 import dataclasses
