@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dcgan_jax import checkpointing, variants
-from dcgan_jax.data import sources, synthetic_faces
+from dcgan_jax.data import celeba_prepare, sources
 from dcgan_jax.train_state import abstract_state, setup_from_config
 from experiments.configs import celeba64, dcgan
 from tests.cli import run_module, with_xla_flags
@@ -38,8 +38,8 @@ def test_celeba64_is_the_dcgan_preset():
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_trains_its_tiny_variant(name, preset_runs):
   config, full = _preset(name, "tiny"), _preset(name)
-  # The full-size preset is a valid combination too (a conditional one, on labelled faces).
-  variants.variant_from_config(full, synthetic_faces.ATTRIBUTE_NAMES)
+  # The full-size preset is a valid combination too (a conditional one, on CelebA's faces).
+  variants.variant_from_config(full, celeba_prepare.CELEBA_ATTRIBUTE_NAMES)
   # `:tiny` shrinks sizes and length only; what makes the preset itself stays.
   assert config.loss.to_dict() == full.loss.to_dict()
   assert config.model.d_norm == full.model.d_norm
