@@ -263,11 +263,24 @@ def no_usable_checkpoint(directory: Path) -> ValueError:
                     f"{_set_aside_directory(directory)}); restore one or use a new --workdir")
 
 
+def _read_only_manager(directory: Path) -> ocp.CheckpointManager:
+  """A manager that only reads. Its options are those orbax would set for reading alone
+  (it warns of each it changes), and orbax's warning that the directory is read only,
+  given whatever the options, is dropped: neither says anything to someone sampling."""
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    return ocp.CheckpointManager(directory.absolute(), item_names=ITEMS, options=options)
+  finally:
+    absl_logger.setLevel(level)
+
+
 def restore_state(directory: Path, abstract_state: TrainState,
                   step: int | None = None) -> TrainState:
   """Restores only the train state (checked against its digest), e.g. for sampling."""
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-  with ocp.CheckpointManager(directory.absolute(), item_names=ITEMS, options=options) as manager:
+  with _read_only_manager(directory) as manager:
     available = manager.all_steps()
     if not available:
       raise FileNotFoundError(f"no checkpoint in {directory}")

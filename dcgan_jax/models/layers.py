@@ -203,7 +203,7 @@ class ConditionalBatchNorm(nn.Module):
     bias_of_labels = self.param("bias_of_labels", nn.initializers.zeros,
                                 (num_attributes, features))
     y = labels_BA.astype(jnp.float32)
-    per_sample = (len(x), *(1,) * (x.ndim - 2), features)
+    per_sample = (x.shape[0], *(1,) * (x.ndim - 2), features)
     gamma = (scale + y @ scale_of_labels).reshape(per_sample)
     beta = (bias + y @ bias_of_labels).reshape(per_sample)
     return x_hat * gamma.astype(x_hat.dtype) + beta.astype(x_hat.dtype)
