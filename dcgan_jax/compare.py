@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from dcgan_jax import files, generate, summaries, train
+from dcgan_jax.data import sources
 from dcgan_jax.eval import attribute_classifier
 from dcgan_jax.eval import evaluator as evaluation
 
@@ -42,12 +43,20 @@ def run_directory(workdir: Path, preset: str, seed: int) -> Path:
   return workdir / preset / f"seed{seed}"
 
 
+def _shards_read(data_config: ml_collections.ConfigDict) -> Path | None:
+  """The prepared shards that training reads for `data.dir`; None for synthetic faces."""
+  return sources.prepared_dir(data_config) if data_config.source == "celeba" else None
+
+
 def _check_same_data(configs: dict[str, ml_collections.ConfigDict]) -> None:
   """Scores only compare on the same data: every preset must read the same images."""
-  keys = ("source", "dir", "split", "resolution", "num_images")
+  keys = ("source", "split", "resolution", "num_images")
   first_name, first = next(iter(configs.items()))
   for name, config in configs.items():
     differing = [k for k in keys if config.data[k] != first.data[k]]
+    # data.dir last: a source given as data.dir is prepared for each resolution it is read at.
+    if not differing and _shards_read(config.data) != _shards_read(first.data):
+      differing = ["dir"]
     if differing:
       raise ValueError(f"--configs {first_name} and {name} train on different data "
                        f"({', '.join(f'data.{k}' for k in differing)}); set them alike, "

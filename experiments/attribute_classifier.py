@@ -4,6 +4,8 @@ each attribute: the yardstick for a conditional generator.
   python -m experiments.attribute_classifier --data_dir SHARDS [--resolution R]
                                              [--steps 2000] [--seed 0]
 
+--data_dir may also be a source, as data.dir may: the shards are then those its runs
+prepared in the cache (prepared there if missing, at `--resolution`, by default 64).
 Trains on the shards' train split (at `--resolution`, by default theirs) and scores on
 their valid split, or, where they have none (the shared sample), on a seeded tenth of the
 train split held out from training. Writes SHARDS/attribute_classifier_<key>.msgpack and
@@ -15,20 +17,21 @@ without it; null where the held-out faces hold only one of the two) and their me
 
 import hashlib
 import json
-from pathlib import Path
 
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from dcgan_jax.data import shards, sources
+from dcgan_jax.data import celeba_prepare, shards, sources
 from dcgan_jax.eval import attribute_classifier
 from experiments import cli
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Prepared shards (python -m "
-                                "experiments.prepare_celeba), with attributes.")
+                                "experiments.prepare_celeba), with attributes, or their "
+                                "source, as data.dir takes it.")
 _RESOLUTION = flags.DEFINE_integer("resolution", None, "Image size to classify at (a power "
-                                   "of two up to the shards'); default: the shards'.")
+                                   "of two up to the shards'); default: the shards', or 64 "
+                                   "for a source.")
 _STEPS = flags.DEFINE_integer("steps", 2000, "Training steps (batches of 64).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seeds the initialisation, the batches and the "
                              "held-out tenth.")
@@ -37,9 +40,12 @@ HELD_OUT_FRACTION = 0.1
 
 
 def _data_config(data_dir: str, split: str, resolution: int | None) -> ml_collections.ConfigDict:
-  """The data config that reads `split` of the shards at `resolution` (None: theirs)."""
+  """The data config that reads `split` of the shards at `resolution` (None: theirs, or
+  prepare_celeba's default for a source)."""
   if resolution is None:
-    resolution = shards.load_metadata(data_dir)["resolution"]
+    resolution = (shards.load_metadata(data_dir)["resolution"]
+                  if sources.holds_prepared_shards(data_dir)
+                  else celeba_prepare.PrepareConfig().resolution)
   return ml_collections.ConfigDict({"source": "celeba", "dir": data_dir, "split": split,
                                     "resolution": resolution, "num_images": 0})
 
@@ -74,7 +80,7 @@ def main(argv: list[str]) -> None:
   identity = [sources.data_identity(train_config, _SEED.value), _STEPS.value, _SEED.value,
               held_out]
   key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-  path = Path(_DATA_DIR.value) / f"attribute_classifier_{key}.msgpack"
+  path = sources.prepared_dir(train_config) / f"attribute_classifier_{key}.msgpack"
   reused = path.exists()
   if reused:
     classifier = attribute_classifier.load(path)

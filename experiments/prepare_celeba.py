@@ -8,6 +8,11 @@ folder, the folder holding either plus list_attr_celeba.txt and list_eval_partit
 files of CelebA (a .parquet file or a folder of them; needs the [parquet] extra).
 Re-running after an interruption (Ctrl-C, SIGTERM or SIGKILL) finishes the work; the
 record format is documented in dcgan_jax/data/shards.py.
+
+Training takes the same --src as --config.data.dir too, and prepares it once into the
+cache ($DCGAN_JAX_CACHE/prepared/, else ~/.cache/dcgan_jax/prepared/); this command is for
+big datasets and clusters, where shards are prepared once, where they are wanted, and
+shared by every run and host.
 """
 
 from pathlib import Path

@@ -760,6 +760,14 @@ def default_num_workers() -> int:
   return len(os.sched_getaffinity(0))
 
 
+def output_identity(source_fingerprint: str, config: PrepareConfig) -> dict:
+  """What an --out's state file and metadata.json record of the source and flags it was
+  prepared from: an --out that records other values is not this output."""
+  return {"format_version": FORMAT_VERSION, "resolution": config.resolution,
+          "crop": config.crop, "source_fingerprint": source_fingerprint,
+          "split": config.split, "num_shards": config.num_shards}
+
+
 def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None = None) -> dict:
   """Writes the shards and metadata.json of `src` into `out`; returns the metadata.
 
@@ -775,9 +783,7 @@ def prepare(src: Path, out: Path, config: PrepareConfig, num_workers: int | None
   if config.num_shards < 1:
     raise PrepareError(f"--num_shards {config.num_shards}: expected at least 1")
   source = scan_source(src)
-  identity = {"format_version": FORMAT_VERSION, "resolution": config.resolution,
-              "crop": config.crop, "source_fingerprint": source.fingerprint,
-              "split": config.split, "num_shards": config.num_shards}
+  identity = output_identity(source.fingerprint, config)
   names_by_split: dict[str, list[str]] = {s: [] for s in config.splits()}
   unsplit: list[list[str]] = []  # images without a usable partition row
   for name in source.names:

@@ -20,10 +20,12 @@ byte sizes (zip member sizes or file sizes), plus the bytes of the attribute and
 partition listings: cheap to compute, and it changes when images are added, removed or
 replaced by files of another size.
 
-`data.celeba_prepare` writes them.
+`data.celeba_prepare` writes them, into a directory of the user's or, for a `data.dir` that
+names a source rather than shards, into the cache (see `prepared_cache`).
 """
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,27 @@ def prepare_command(data_dir: str | Path) -> str:
           f"--out {data_dir}")
 
 
+def cache_home() -> Path:
+  """The project's cache folder, which the Inception weights are looked for in first:
+  $DCGAN_JAX_CACHE, else ~/.cache/dcgan_jax/."""
+  return Path(os.environ.get("DCGAN_JAX_CACHE") or Path.home() / ".cache" / "dcgan_jax")
+
+
+def prepared_cache() -> Path:
+  """Where the shards of sources given as data.dir are prepared, one folder per source,
+  crop and resolution (`sources.prepared_dir`)."""
+  return cache_home() / "prepared"
+
+
+def _remedy(data_dir: str | Path) -> str:
+  """How to mend unusable shards: prepare them again, or, in the cache, delete them (no
+  prepare_celeba run wrote them, and the next run that reads their source prepares them)."""
+  data_dir = Path(data_dir)
+  if data_dir.resolve().parent == prepared_cache().resolve():
+    return f"delete {data_dir}, and the next run prepares it again"
+  return f"prepare it again with: {prepare_command(data_dir)}"
+
+
 def load_metadata(data_dir: str | Path) -> dict:
   """metadata.json of a prepared directory, or a ValueError naming the prepare command."""
   data_dir = Path(data_dir)
@@ -50,11 +73,11 @@ def load_metadata(data_dir: str | Path) -> dict:
     metadata = json.loads(path.read_text())
   except ValueError as error:
     raise ValueError(f"data.dir {data_dir} has an unreadable metadata.json ({error}); "
-                     f"prepare it again with: {prepare_command(data_dir)}") from None
+                     f"{_remedy(data_dir)}") from None
   if metadata.get("format_version") != FORMAT_VERSION:
     raise ValueError(f"data.dir {data_dir} was prepared in format version "
                      f"{metadata.get('format_version')}, this version reads {FORMAT_VERSION}; "
-                     f"prepare it again with: {prepare_command(data_dir)}")
+                     f"{_remedy(data_dir)}")
   return metadata
 
 
@@ -73,8 +96,7 @@ class PreparedImages:
     paths = [self.data_dir / name for name in metadata["splits"][split]["shards"]]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
-      raise ValueError(f"data.dir {data_dir} lacks shards {missing}; prepare it again with: "
-                       f"{prepare_command(data_dir)}")
+      raise ValueError(f"data.dir {data_dir} lacks shards {missing}; {_remedy(data_dir)}")
     self.resolution = metadata["resolution"]
     self.attribute_names = metadata["attribute_names"] or []
     self._image_bytes = self.resolution * self.resolution * 3
@@ -83,8 +105,7 @@ class PreparedImages:
       self._records = sources.ArrayRecordDataSource([str(p) for p in paths])
     except Exception as error:  # riegeli raises many kinds for a damaged shard
       raise ValueError(f"data.dir {data_dir}: the shards of split {split!r} cannot be read "
-                       f"({files.one_line(error)}); prepare it again with: "
-                       f"{prepare_command(data_dir)}") from None
+                       f"({files.one_line(error)}); {_remedy(data_dir)}") from None
 
   def __len__(self) -> int:
     return len(self._records)
@@ -95,14 +116,13 @@ class PreparedImages:
       record = self._records[index]
     except Exception as error:  # riegeli raises many kinds for a damaged shard
       raise ValueError(f"data.dir {self.data_dir}: record {index} of split {self.split!r} "
-                       f"cannot be read ({files.one_line(error)}); prepare it again with: "
-                       f"{prepare_command(self.data_dir)}") from None
+                       f"cannot be read ({files.one_line(error)}); "
+                       f"{_remedy(self.data_dir)}") from None
     if len(record) != self._record_bytes:
       raise ValueError(f"data.dir {self.data_dir}: record {index} of split {self.split!r} holds "
                        f"{len(record):,} bytes, not the {self._record_bytes:,} of a "
                        f"{self.resolution}px image and {len(self.attribute_names)} attributes "
-                       f"that its metadata.json describes; prepare it again with: "
-                       f"{prepare_command(self.data_dir)}")
+                       f"that its metadata.json describes; {_remedy(self.data_dir)}")
     pixels = np.frombuffer(record, np.uint8, count=self._image_bytes)
     return {"image": pixels.reshape(self.resolution, self.resolution, 3),
             "label": np.frombuffer(record, np.int8, count=len(self.attribute_names),

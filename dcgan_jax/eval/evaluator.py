@@ -27,8 +27,9 @@ def _seeded_indices(num_images: int, num: int, seed: int) -> np.ndarray:
 
 
 def cache_dir(config: ml_collections.ConfigDict, workdir: Path) -> Path:
-  """Reference statistics live next to prepared data (shared by runs), else in the run."""
-  return Path(config.data.dir) if config.data.source == "celeba" else workdir
+  """Reference statistics live next to the prepared shards data.dir names (shared by runs;
+  in the cache for a source), else in the run."""
+  return sources.prepared_dir(config.data) if config.data.source == "celeba" else workdir
 
 
 def reference_cache_key(data_config: ml_collections.ConfigDict, seed: int,
