@@ -49,10 +49,12 @@ def _import_onnx_tools(path: Path):
   return jax2onnx, onnx
 
 
-def onnx_bytes(generator: generators.Generator, path: Path) -> bytes:
+def onnx_bytes(generator: generators.Generator, path: Path,
+               draw: Callable[..., jax.Array] = steps.generate_images) -> bytes:
   """An ONNX graph computing `generator.generate` on one batch of any size N: float z
   (N, z_dim) and, if conditional, float +1/-1 attributes (N, A) in `generator.attributes`
-  order, to uint8 images (N, R, R, 3); BatchNorm by that batch's statistics, the weights
+  order, to uint8 images (N, R, R, 3) (`draw`'s output: `steps.generate_in_model_range`
+  gives the floats they are rounded from, to compare with JAX's own); BatchNorm by that batch's statistics, the weights
   it draws with (the EMA's, when kept), a growing run's stage and fade-in. The metadata holds
   `file_header`'s JSON.
 
@@ -72,7 +74,7 @@ def onnx_bytes(generator: generators.Generator, path: Path) -> bytes:
     inputs.append(jax.ShapeDtypeStruct((batch, len(variant.attributes)), jnp.float32))
 
   def images(z, *attributes):  # the variant's label rows are its attributes alone
-    return steps.generate_images(variant, generator.state, z, *attributes)
+    return draw(variant, generator.state, z, *attributes)
 
   try:
     traced = jax.make_jaxpr(images)(*inputs)

@@ -122,13 +122,19 @@ def train_step(setup: GanSetup, state: TrainState, batch: Batch) -> tuple[TrainS
   return state, metrics
 
 
-def generate_images(variant: Variant, state: TrainState, z_BZ: jax.Array,
-                    labels_BA: jax.Array | None = None) -> jax.Array:
-  """uint8 samples from z (and labels, for a conditional variant), by the generator's
-  EMA when the run keeps one. Uses the batch's own BatchNorm statistics, as the reference
-  DCGAN does when it draws its fixed-noise grid; running averages are left untouched.
-  A growing variant (built for the state's stage: `Variant.after_steps`) draws with the
-  fade-in of the state's last step."""
+def generate_in_model_range(variant: Variant, state: TrainState, z_BZ: jax.Array,
+                            labels_BA: jax.Array | None = None) -> jax.Array:
+  """float32 samples in [-1, 1] from z (and labels, for a conditional variant), by the
+  generator's EMA when the run keeps one. Uses the batch's own BatchNorm statistics, as
+  the reference DCGAN does when it draws its fixed-noise grid; running averages are left
+  untouched. A growing variant (built for the state's stage: `Variant.after_steps`) draws
+  with the fade-in of the state's last step."""
   variant = variant.at_step(jnp.maximum(state.step - 1, 0))
   x, _ = variant.generate(state.sampling_params, state.g_batch_stats, z_BZ, labels_BA)
-  return from_model_range(x)
+  return x
+
+
+def generate_images(variant: Variant, state: TrainState, z_BZ: jax.Array,
+                    labels_BA: jax.Array | None = None) -> jax.Array:
+  """`generate_in_model_range`'s samples as uint8 images."""
+  return from_model_range(generate_in_model_range(variant, state, z_BZ, labels_BA))

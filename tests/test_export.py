@@ -6,13 +6,14 @@ import logging
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import onnxruntime
 import pytest
 import safetensors
 from PIL import Image
 
-from dcgan_jax import export, generate, load_generator, train
+from dcgan_jax import export, generate, load_generator, steps, train
 from experiments.configs import progan128
 from tests.cli import run_module
 from tests.runs import tiny_config
@@ -167,7 +168,8 @@ def test_conditional_file_from_the_command_samples_as_its_run(conditional_run, t
 
 
 def _onnx_matches_generate(generator, path) -> None:
-  """ONNX Runtime's images within one grey level of `generate`'s, at two batch sizes."""
+  """ONNX Runtime's images within one grey level of `generate`'s, and the floats they are
+  rounded from within 1e-4 of JAX's, at two batch sizes."""
   export.write(generator, path)
   session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
   inputs = [(i.name, i.shape) for i in session.get_inputs()]
@@ -185,6 +187,13 @@ def _onnx_matches_generate(generator, path) -> None:
     difference = np.abs(images.astype(int) - expected)
     assert difference.max() <= 1 and np.mean(difference) < 0.01, (difference.max(),
                                                                    np.mean(difference))
+  floats = path.with_name(f"floats_{path.name}")
+  floats.write_bytes(export.onnx_bytes(generator, floats, steps.generate_in_model_range))
+  (computed,) = onnxruntime.InferenceSession(
+      str(floats), providers=["CPUExecutionProvider"]).run(None, feed)
+  labels = None if attributes is None else jnp.asarray(attributes, jnp.int8)
+  np.testing.assert_allclose(computed, steps.generate_in_model_range(
+      generator.variant, generator.state, jnp.asarray(z), labels), atol=1e-4)
 
 
 def test_onnx_graph_computes_generate(ema_run, conditional_run, tmp_path):

@@ -9,18 +9,10 @@ import numpy as np
 import pytest
 
 from dcgan_jax.data import synthetic_faces
+from dcgan_jax.data.celeba_prepare import CELEBA_ATTRIBUTE_NAMES
 from dcgan_jax.data.synthetic_faces import (
     FaceParameters, SyntheticFaces, face_at, face_attributes, paint_face, render_face)
 
-# The header of CelebA's list_attr_celeba.txt: its 40 attributes, in its order.
-CELEBA_ATTRIBUTES = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
-    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
-    "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair",
-    "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache",
-    "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
-    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings",
-    "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young")
 HAIR_COLOURS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
 
 
@@ -68,7 +60,7 @@ def test_labels_are_celeba_attributes_stored_as_celeba_stores_them():
   assert set(faces.attribute_names) == {
       "Bald", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair", "Eyeglasses", "Gray_Hair",
       "Mouth_Slightly_Open", "Pale_Skin", "Smiling"}
-  assert faces.attribute_names == [name for name in CELEBA_ATTRIBUTES
+  assert faces.attribute_names == [name for name in CELEBA_ATTRIBUTE_NAMES
                                    if name in faces.attribute_names]
   labels = np.stack([faces[i]["label"] for i in range(50)])
   assert labels.dtype == np.int8 and labels.shape == (50, len(faces.attribute_names))
