@@ -167,9 +167,9 @@ def test_conditional_file_from_the_command_samples_as_its_run(conditional_run, t
   assert rows.dtype == np.int8 and rows.shape == (256, 2)  # every training face's
 
 
-def _onnx_matches_generate(generator, path) -> None:
-  """ONNX Runtime's images within one grey level of `generate`'s, and the floats they are
-  rounded from within 1e-4 of JAX's, at two batch sizes."""
+def _onnx_images_match_generate(generator, path) -> None:
+  """The exported graph's inputs and metadata, and ONNX Runtime's images within one grey
+  level of `generate`'s, at two batch sizes."""
   export.write(generator, path)
   session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
   inputs = [(i.name, i.shape) for i in session.get_inputs()]
@@ -179,37 +179,48 @@ def _onnx_matches_generate(generator, path) -> None:
   header = json.loads(session.get_modelmeta().custom_metadata_map["dcgan_jax"])
   assert (header["step"], header["attributes"]) == (generator.step, list(generator.attributes))
   for num in (5, 2):
-    z, attributes = _latents(generator, num, seed=num), _attributes(generator, num, seed=num)
-    feed = {"z": z} if attributes is None else {"z": z, "attributes": attributes.astype(np.float32)}
-    (images,) = session.run(None, feed)
-    expected = generator.generate(z, attributes)
+    (images,) = session.run(None, _feed(generator, num))
+    expected = generator.generate(*_feed(generator, num).values())
     assert images.dtype == np.uint8 and images.shape == expected.shape
     difference = np.abs(images.astype(int) - expected)
     assert difference.max() <= 1 and np.mean(difference) < 0.01, (difference.max(),
                                                                    np.mean(difference))
-  floats = path.with_name(f"floats_{path.name}")
-  floats.write_bytes(export.onnx_bytes(generator, floats, steps.generate_in_model_range))
-  (computed,) = onnxruntime.InferenceSession(
-      str(floats), providers=["CPUExecutionProvider"]).run(None, feed)
-  labels = None if attributes is None else jnp.asarray(attributes, jnp.int8)
+
+
+def _onnx_floats_match_jax(generator, path) -> None:
+  """The same graph up to the floats the images are rounded from: within 1e-4 of JAX's."""
+  path.write_bytes(export.onnx_bytes(generator, path, steps.generate_in_model_range))
+  session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+  feed = _feed(generator, 3)
+  (computed,) = session.run(None, feed)
+  labels = feed.get("attributes")
   np.testing.assert_allclose(computed, steps.generate_in_model_range(
-      generator.variant, generator.state, jnp.asarray(z), labels), atol=1e-4)
+      generator.variant, generator.state, jnp.asarray(feed["z"]),
+      None if labels is None else jnp.asarray(labels, jnp.int8)), atol=1e-4)
+
+
+def _feed(generator, num: int) -> dict[str, np.ndarray]:
+  """An ONNX feed of `num` latents (and attributes), in the graph's input order."""
+  z, attributes = _latents(generator, num, seed=num), _attributes(generator, num, seed=num)
+  return {"z": z} if attributes is None else {"z": z, "attributes": attributes.astype(np.float32)}
 
 
 def test_onnx_graph_computes_generate(ema_run, conditional_run, tmp_path):
-  _onnx_matches_generate(load_generator(ema_run), tmp_path / "dcgan.onnx")
-  _onnx_matches_generate(load_generator(conditional_run), tmp_path / "conditional.onnx")
+  for name, run in (("dcgan", ema_run), ("conditional", conditional_run)):
+    _onnx_images_match_generate(load_generator(run), tmp_path / f"{name}.onnx")
+    _onnx_floats_match_jax(load_generator(run), tmp_path / f"{name}_floats.onnx")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mlp", "resnet", "progan", "cbn"])
 def test_onnx_graph_computes_generate_of_every_network(other_runs, tmp_path, name):
+  """Up to the rounding to uint8, which the test above covers."""
   generator = load_generator(other_runs(name))
   if name == "progan":  # drawn at the last stage, halfway into its fade-in
     variant = generator.variant
     assert generator.resolution == 8 and variant.stage == variant.schedule.num_stages - 1
     assert float(variant.schedule.alpha(variant.stage, generator.step - 1)) == 0.5
-  _onnx_matches_generate(generator, tmp_path / f"{name}.onnx")
+  _onnx_floats_match_jax(generator, tmp_path / f"{name}.onnx")
 
 
 def test_generate_names_what_it_expected(ema_run, conditional_run):
