@@ -241,7 +241,8 @@ def _d_norm(config: ml_collections.ConfigDict, supported: tuple[str, ...]) -> st
 
 
 def _d_heads(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """What a conditional discriminator does with the attributes (`layers.D_HEADS`)."""
+  """What a conditional discriminator does with the attributes: the heads of
+  `layers.conditional_output`."""
   return ((("projection",) if config.model.d_projection else ())
           + (("classifier",) if config.loss.aux_classifier_weight else ()))
 

@@ -157,17 +157,13 @@ def attribute_classes(labels_BA: jax.Array, features_BF: jax.Array, spectral: bo
   return classify(features_BF).astype(jnp.float32)
 
 
-# What a conditional discriminator does with the attributes (`model.d_projection` and
-# `loss.aux_classifier_weight` choose): the projection term, AC-GAN's classifier, or both.
-D_HEADS = ("projection", "classifier")
-
-
 def conditional_output(logits_B: jax.Array, labels_BA: jax.Array | None,
                        features_BF: jax.Array, stddev: float, spectral: bool, train: bool,
                        heads: tuple[str, ...]) -> jax.Array | tuple[jax.Array, jax.Array]:
   """A discriminator's output from its unconditional logits and final features: the
   logits alone without labels; with them, the projection term added (if "projection"
-  in `heads`) and, if "classifier" in `heads`, the pair (logits, attribute logits)."""
+  in `heads`) and, if "classifier" in `heads`, the pair (logits, attribute logits).
+  `model.d_projection` and `loss.aux_classifier_weight` choose the heads."""
   if labels_BA is None:
     return logits_B
   if "projection" in heads:
