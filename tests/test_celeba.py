@@ -93,6 +93,45 @@ def _shard_bytes(out: Path) -> dict[str, bytes]:
   return {p.name: p.read_bytes() for p in sorted(out.glob("*.array_record"))}
 
 
+def _prepare_dying_in_shard(src: Path, out: Path, config: celeba_prepare.PrepareConfig,
+                            monkeypatch, in_shard: int, dies: str = "while writing") -> None:
+  """`prepare` interrupted in its `in_shard`-th shard (from 1): with half of it under its
+  temporary name ("while writing"), or whole but not yet recorded ("after writing")."""
+  real_write_shard = celeba_prepare._write_shard
+  calls = []
+
+  def write_then_die(path, records):
+    calls.append(path.name)
+    if len(calls) < in_shard:
+      return real_write_shard(path, records)
+    if dies == "while writing":
+      path.with_name(files.temporary_name(path.name)).write_bytes(next(iter(records)))
+    else:
+      real_write_shard(path, records)
+    raise KeyboardInterrupt
+
+  with monkeypatch.context() as patch:
+    patch.setattr(celeba_prepare, "_write_shard", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+      celeba_prepare.prepare(src, out, config)
+
+
+def _shards_rewritten_by_rerun(src: Path, out: Path, config: celeba_prepare.PrepareConfig,
+                               monkeypatch) -> list[str]:
+  """`prepare` run again on `out`: the names of the shards it wrote, in order."""
+  real_write_shard = celeba_prepare._write_shard
+  rewritten = []
+
+  def write_and_note(path, records):
+    rewritten.append(path.name)
+    return real_write_shard(path, records)
+
+  with monkeypatch.context() as patch:
+    patch.setattr(celeba_prepare, "_write_shard", write_and_note)
+    celeba_prepare.prepare(src, out, config)
+  return rewritten
+
+
 def _contents(folder: Path) -> dict[str, bytes]:
   return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
@@ -527,33 +566,11 @@ def test_interrupted_run_is_finished_by_a_rerun(sample, tmp_path, monkeypatch, d
   root, _, _ = sample
   src = _only(root, "img_align_celeba")
   celeba_prepare.prepare(src, tmp_path / "clean", CONFIG)
-  real_write_shard = celeba_prepare._write_shard
-  calls = []
-
-  def write_then_die(path, records):
-    calls.append(path.name)
-    if len(calls) < in_shard:
-      return real_write_shard(path, records)
-    if dies == "while writing":  # half a shard under the temporary name
-      path.with_name(f".{path.name}.tmp").write_bytes(next(iter(records)))
-    else:  # the shard is complete but not yet recorded as done
-      real_write_shard(path, records)
-    raise KeyboardInterrupt
-
-  monkeypatch.setattr(celeba_prepare, "_write_shard", write_then_die)
-  with pytest.raises(KeyboardInterrupt):
-    celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
+  _prepare_dying_in_shard(src, tmp_path / "out", CONFIG, monkeypatch, in_shard, dies)
   assert not (tmp_path / "out" / "metadata.json").exists()
   with pytest.raises(ValueError, match="prepare_celeba"):
     shards.PreparedImages(tmp_path / "out")
-  rewritten = []
-
-  def write_and_note(path, records):
-    rewritten.append(path.name)
-    return real_write_shard(path, records)
-
-  monkeypatch.setattr(celeba_prepare, "_write_shard", write_and_note)
-  celeba_prepare.prepare(src, tmp_path / "out", CONFIG)
+  rewritten = _shards_rewritten_by_rerun(src, tmp_path / "out", CONFIG, monkeypatch)
   # The shards recorded before the one it died in are kept.
   assert rewritten == [f"train-{k:05d}-of-00003.array_record" for k in range(in_shard - 1, 3)]
   assert _shard_bytes(tmp_path / "out") == _shard_bytes(tmp_path / "clean")

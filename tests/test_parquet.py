@@ -17,6 +17,7 @@ from dcgan_jax import files
 from dcgan_jax.data import celeba_prepare, shards
 from dcgan_jax.data.synthetic_faces import ATTRIBUTE_NAMES, SyntheticFaces
 from tests.cli import run_module
+from tests.test_celeba import _prepare_dying_in_shard, _shard_bytes, _shards_rewritten_by_rerun
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_sample"
 NUM_FACES = 12
@@ -86,10 +87,6 @@ def _write_folder(folder: Path, images: dict[str, bytes], attribute_names: list[
     (folder / "list_eval_partition.txt").write_text(
         "".join(f"{name} {split}\n" for name, split in partition.items()))
   return folder
-
-
-def _shard_bytes(out: Path) -> dict[str, bytes]:
-  return {p.name: p.read_bytes() for p in sorted(out.glob("*.array_record"))}
 
 
 def _without_fingerprint(metadata: dict) -> dict:
@@ -235,28 +232,9 @@ def test_an_interrupted_run_is_finished_by_a_rerun(faces, tmp_path, monkeypatch,
   src = _write_split_files(tmp_path / "hf", faces, "bool")
   config = dataclasses.replace(CONFIG, num_shards=3)
   celeba_prepare.prepare(src, tmp_path / "clean", config)
-  real_write_shard = celeba_prepare._write_shard
-  written = []
-
-  def write_then_die(path, records):
-    written.append(path.name)
-    if len(written) < dies_in_shard:
-      return real_write_shard(path, records)
-    path.with_name(files.temporary_name(path.name)).write_bytes(next(iter(records)))
-    raise KeyboardInterrupt
-
-  monkeypatch.setattr(celeba_prepare, "_write_shard", write_then_die)
-  with pytest.raises(KeyboardInterrupt):
-    celeba_prepare.prepare(src, tmp_path / "out", config)
+  _prepare_dying_in_shard(src, tmp_path / "out", config, monkeypatch, dies_in_shard)
   assert not (tmp_path / "out" / "metadata.json").exists()
-  rewritten = []
-
-  def write_and_note(path, records):
-    rewritten.append(path.name)
-    return real_write_shard(path, records)
-
-  monkeypatch.setattr(celeba_prepare, "_write_shard", write_and_note)
-  celeba_prepare.prepare(src, tmp_path / "out", config)
+  rewritten = _shards_rewritten_by_rerun(src, tmp_path / "out", config, monkeypatch)
   # Resumed from the shard it died in: the second starts in the middle of a row group.
   all_shards = [name for split in shards.SPLITS
                 for name in shards.load_metadata(tmp_path / "clean")["splits"][split]["shards"]]
