@@ -25,7 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from dcgan_jax import files, parallel
-from dcgan_jax.train_state import TrainState, state_fingerprint
+from dcgan_jax.train_state import TrainState, state_fingerprint, step_of
 
 ITEMS = ("state", "data", "digest")
 
@@ -67,7 +67,7 @@ def _best_manager(directory: Path) -> ocp.CheckpointManager:
 
 
 def save_best(manager: ocp.CheckpointManager, state: TrainState, score: float) -> None:
-  step = int(jax.device_get(state.step))
+  step = step_of(state)
   with _writing(manager):
     manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
@@ -91,7 +91,7 @@ def _data_fingerprints(data_iterator: grain.DatasetIterator) -> list[str]:
 
 def save(manager: ocp.CheckpointManager, state: TrainState,
          data_iterator: grain.DatasetIterator) -> None:
-  step = int(jax.device_get(state.step))
+  step = step_of(state)
   with _writing(manager):
     saved = manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
@@ -172,7 +172,7 @@ def _verified(manager: ocp.CheckpointManager, step: int, restore_items: Callable
   except Exception as error:  # orbax and tensorstore raise many kinds for a damaged file
     raise UnusableCheckpoint(f"checkpoint {directory} cannot be read: {files.one_line(error)}"
                              ) from error
-  recorded_step = int(jax.device_get(state.step))
+  recorded_step = step_of(state)
   if recorded_step != step:  # a copy under another step's name
     raise UnusableCheckpoint(f"checkpoint {directory} holds step {recorded_step}, not the "
                              f"step of its name")

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dcgan_jax import checkpointing, files, run_dir, steps, summaries
+from dcgan_jax import checkpointing, files, population, run_dir, steps, summaries
 from dcgan_jax.data import sources
 from dcgan_jax.train_state import GanSetup, TrainState, abstract_state, setup_from_config
 from dcgan_jax.variants import Variant, check_name
@@ -46,21 +46,39 @@ class TrainedRun:
     return fixed_inputs(self.variant, self.source, seed, num, stream)
 
 
-def load_run(workdir: Path, step: int | None = None, *, best: bool = False) -> TrainedRun:
+def load_run(workdir: Path, step: int | None = None, *, best: bool = False,
+             member: int | None = None) -> TrainedRun:
   """The run's config.json and its latest (or `step`, or with `best` its best-scoring)
-  checkpoint, on one device. A conditional run also opens its training data, for the
-  attribute names and label rows."""
+  checkpoint, on one device; of a population, member `member` (required there) as its
+  solo run. A conditional run also opens its training data, for the attribute names and
+  label rows."""
   config = run_dir.read_config(workdir)
+  members = population.members_of_run(config, member, workdir)
+  if members is not None:
+    config = population.member_config(config, members.members[member])
+    if best:
+      workdir = run_dir.member_dir(workdir, member)
   source = None
   if config.model.condition != "none":
     source = sources.create_source(config.data, config.seed)
-  setup = setup_from_config(config, source.attribute_names if source else ())
+  attribute_names = source.attribute_names if source else ()
+  setup = setup_from_config(config, attribute_names)
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   directory = workdir / ("checkpoints_best" if best else "checkpoints")
   if best and not directory.exists():
     raise FileNotFoundError(f"--best: {workdir} has no best checkpoint; it is kept when the run "
                             f"evaluates during training (eval.every_steps > 0)")
-  state = checkpointing.restore_state(directory, abstract_state(setup, sharding), step)
+  if members is None:
+    state = checkpointing.restore_state(directory, abstract_state(setup, sharding), step)
+  else:
+    # A member's state has the layout the population's shared setup gives it.
+    members = dataclasses.replace(members, attribute_names=tuple(attribute_names))
+    if best:
+      state = checkpointing.restore_state(directory, abstract_state(members.setup, sharding),
+                                          step)
+    else:
+      state = population.of_member(checkpointing.restore_state(
+          directory, population.abstract_population(members, sharding), step), member)
   return TrainedRun(config, setup, state, source)
 
 

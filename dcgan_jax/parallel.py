@@ -1,6 +1,9 @@
-"""Data parallelism over a one-axis `data` mesh: batch sharded, state replicated."""
+"""Data parallelism over a one-axis `data` mesh: batch sharded, state replicated. A
+population (`dcgan_jax.population`) adds a `members` axis: its stacked states and batches
+are split over both."""
 
 import functools
+import math
 from typing import Callable
 
 import jax
@@ -9,11 +12,38 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
+MEMBERS_AXIS = "members"
 
 
 def make_mesh() -> Mesh:
   """A 1-D mesh over every device of every process."""
   return Mesh(np.array(jax.devices()), (DATA_AXIS,))
+
+
+def population_mesh_shape(num_members: int, num_devices: int) -> tuple[int, int]:
+  """(member groups, data shards): the members spread over as many devices as divide them
+  evenly (all of them when the members are a multiple of the devices, so that no gradient
+  crosses a device), each member's batch split over the rest."""
+  groups = math.gcd(num_members, num_devices)
+  return groups, num_devices // groups
+
+
+def make_population_mesh(num_members: int) -> Mesh:
+  """A (members, data) mesh over every device of every process."""
+  devices = np.array(jax.devices())
+  return Mesh(devices.reshape(population_mesh_shape(num_members, devices.size)),
+              (MEMBERS_AXIS, DATA_AXIS))
+
+
+def member_sharded(mesh: Mesh) -> NamedSharding:
+  """A population's arrays (state, settings, metrics): the leading member axis split over
+  the member groups."""
+  return NamedSharding(mesh, PartitionSpec(MEMBERS_AXIS))
+
+
+def member_batch_sharded(mesh: Mesh) -> NamedSharding:
+  """A population's (P, B, ...) batch: members over the groups, each batch over `data`."""
+  return NamedSharding(mesh, PartitionSpec(MEMBERS_AXIS, DATA_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -33,9 +63,12 @@ def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
 
 
 def check_global_batch_size(global_batch_size: int, mesh: Mesh) -> None:
-  if global_batch_size % mesh.size:
-    raise ValueError(f"train.batch_size {global_batch_size} must divide by the number of "
-                     f"devices {mesh.size}; choose a multiple of {mesh.size}.")
+  shards = mesh.shape[DATA_AXIS]
+  if global_batch_size % shards:
+    devices = (f"the number of devices {shards}" if shards == mesh.size
+               else f"the {shards} devices each member's batch is split over")
+    raise ValueError(f"train.batch_size {global_batch_size} must divide by {devices}; "
+                     f"choose a multiple of {shards}.")
 
 
 def global_batch(local_batch: dict[str, np.ndarray], sharding: NamedSharding

@@ -22,7 +22,7 @@ RESUMABLE_KEYS = frozenset({
     "data.num_workers",
     "data.num_threads", "data.prefetch", "eval.every_steps", "eval.num_samples",
     "eval.inception_weights", "eval.reference_num_images", "eval.download_weights",
-    "eval.attribute_classifier", "model.impl",
+    "eval.attribute_classifier", "model.impl", "population.vmap_members",
 })
 # Keys a resumed run may change when asked to (`allow_changes`): the optimiser's, to retry
 # from the last good checkpoint of a run that diverged.
@@ -53,7 +53,20 @@ ADDED_KEYS = {
     "growth.fade_images": 800_000,
     "growth.stable_images": 800_000,
     "growth.batch_sizes": "",
+    "population.seeds": "",
+    "population.sweep": "",
+    "population.vmap_members": 0,
 }
+
+
+MEMBERS_DIR = "members"
+
+
+def member_dir(workdir: Path, index: int) -> Path:
+  """Where member `index` of a population writes what a solo run writes in its own
+  directory: config.json (its solo config), metrics, samples, best checkpoint, report,
+  final.json. The population's checkpoints hold every member's state."""
+  return workdir / MEMBERS_DIR / str(index)
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -14,7 +14,7 @@ import optax
 
 from dcgan_jax import augment
 from dcgan_jax.losses import Batch, Metrics
-from dcgan_jax.train_state import GanSetup, TrainState
+from dcgan_jax.train_state import EmaTrainState, GanSetup, TrainState
 from dcgan_jax.variants import Variant
 
 # Keys of one step: the fakes of D update i come from latents drawn with
@@ -113,7 +113,7 @@ def train_step(setup: GanSetup, state: TrainState, batch: Batch) -> tuple[TrainS
       g_opt_state=g_opt_state,
       d_batch_stats=d_state,
   )
-  if setup.g_ema_decay:
+  if isinstance(state, EmaTrainState):
     state = state.replace(g_ema_params=optax.incremental_update(
         g_params, state.g_ema_params, step_size=1.0 - setup.g_ema_decay))
   metrics = metrics | {"g_loss": g_loss, **g_metrics}

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -68,6 +69,8 @@ def read_metrics(path: Path) -> MetricRows:
 
 
 EVAL_PREFIX = "eval_"
+# Entries of a metrics.jsonl row that say where it belongs rather than what was measured.
+ROW_FIELDS = ("step", "member")
 
 
 def training_scalars_at(rows: MetricRows, step: int) -> dict[str, float]:
@@ -75,7 +78,7 @@ def training_scalars_at(rows: MetricRows, step: int) -> dict[str, float]:
   when none was logged there."""
   logged = [row for row in rows if row["step"] == step
             and not any(key.startswith(EVAL_PREFIX) for key in row)]
-  return {k: v for k, v in logged[-1].items() if k != "step"} if logged else {}
+  return ({k: v for k, v in logged[-1].items() if k not in ROW_FIELDS} if logged else {})
 
 
 def evaluation_scores(rows: MetricRows) -> dict[str, dict[str, float]]:
@@ -101,8 +104,11 @@ def evaluation_scores(rows: MetricRows) -> dict[str, dict[str, float]]:
 class MetricWriter:
   """TensorBoard scalars/images plus one JSON object per logged step in metrics.jsonl."""
 
-  def __init__(self, workdir: Path, enabled: bool = True):
+  def __init__(self, workdir: Path, enabled: bool = True,
+               row_fields: Mapping[str, Any] = MappingProxyType({})):
+    """`row_fields` go into every metrics.jsonl row (a population member's `member`)."""
     self._enabled = enabled
+    self._row_fields = dict(row_fields)
     if not enabled:
       return
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
@@ -118,7 +124,7 @@ class MetricWriter:
       return
     for name, value in scalars.items():
       self._tb.add_scalar(name, value, step)
-    self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+    self._jsonl.write(json.dumps({"step": step, **self._row_fields, **scalars}) + "\n")
     self._jsonl.flush()
 
   def write_sample_grid(self, step: int, grid_HWC: np.ndarray) -> None:

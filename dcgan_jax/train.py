@@ -5,6 +5,7 @@ running the same command again continues where the last run stopped.
 """
 
 import contextlib
+import dataclasses
 import functools
 import math
 import signal
@@ -19,14 +20,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dcgan_jax import (checkpointing, config_checks, files, generate, parallel, run_dir, steps,
-                       summaries)
+from dcgan_jax import (checkpointing, config_checks, files, generate, parallel, population,
+                       run_dir, steps, summaries)
 from dcgan_jax.data import pipeline, sources
 from dcgan_jax.eval import attribute_classifier
 from dcgan_jax.eval import evaluator as evaluation
 from dcgan_jax.report import page
 from dcgan_jax.train_state import (GanSetup, TrainState, abstract_state, init_state_on,
-                                   setup_from_config, state_fingerprint)
+                                   setup_from_config, state_fingerprint, step_of)
 
 if TYPE_CHECKING:  # imported where a report is written: it brings matplotlib
   from dcgan_jax.report import neighbours
@@ -70,7 +71,7 @@ def earlier_sessions(workdir: Path) -> list[dict[str, float]]:
   if (workdir / SESSIONS).exists():
     return run_dir.read_json(workdir / SESSIONS, list)
   final = _final_at(workdir / "final.json", None)
-  return [{"step": final["step"], "seconds": final["seconds"]}] if final else []
+  return [{"step": final["step"], "seconds": final["seconds"]}] if isinstance(final, dict) else []
 
 
 def session_recorder(workdir: Path, earlier: list[dict[str, float]], first_step: int,
@@ -93,13 +94,22 @@ class TrainingStopped(RuntimeError):
 
 
 def create_or_restore_state(setup: GanSetup, seed: int, mesh: jax.sharding.Mesh,
-                            manager, data_iterator) -> TrainState:
-  """Initialises replicated on the mesh, or restores the latest usable checkpoint into it
-  (damaged ones are reported and set aside)."""
+                            manager, data_iterator,
+                            members: population.Population | None = None) -> TrainState:
+  """Initialises replicated on the mesh (a population's members spread over it), or
+  restores the latest usable checkpoint into it (damaged ones are reported and set aside)."""
+  if members is None:
+    initial = functools.partial(init_state_on, setup, seed, parallel.replicated(mesh))
+    abstract = functools.partial(abstract_state, setup, parallel.replicated(mesh))
+  else:
+    initial = functools.partial(population.init_population, members,
+                                parallel.member_sharded(mesh))
+    abstract = functools.partial(population.abstract_population, members,
+                                 parallel.member_sharded(mesh))
   if manager.latest_step() is None:
-    return init_state_on(setup, seed, parallel.replicated(mesh))
+    return initial()
   return checkpointing.restore_latest_usable(
-      manager, abstract_state(setup, parallel.replicated(mesh)), data_iterator,
+      manager, abstract(), data_iterator,
       report=lambda line: print(line, file=sys.stderr, flush=True))
 
 
@@ -137,9 +147,48 @@ def _stop_requests() -> Iterator[Callable[[], str | None]]:
       signal.signal(sig, handler)
 
 
+@dataclasses.dataclass
+class _Output:
+  """What the loop writes for one run: the run itself (`index` None, in DIR), or member
+  `index` of a population (in DIR/members/<index>/, laid out like a run directory)."""
+
+  index: int | None
+  config: ml_collections.ConfigDict  # the solo run's
+  source: sources.Source
+  workdir: Path
+  writer: summaries.MetricWriter | None = None
+  best_manager: Any = None
+  last_scalars: dict[str, float] = dataclasses.field(default_factory=dict)
+
+  def of(self, tree: Any) -> Any:
+    """This run's part of the loop's state or metrics."""
+    return tree if self.index is None else population.of_member(tree, self.index)
+
+  @property
+  def name(self) -> str:
+    return "" if self.index is None else f"member {self.index}: "
+
+
+def _outputs(config: ml_collections.ConfigDict, workdir: Path,
+             members: population.Population | None,
+             source: sources.Source) -> list[_Output]:
+  if members is None:
+    return [_Output(None, config, source, workdir)]
+  outputs = []
+  for index, member in enumerate(members.members):
+    member_config = population.member_config(config, member)
+    member_source = (source if member.seed == config.seed
+                     else sources.create_source(config.data, member.seed))
+    outputs.append(_Output(index, member_config, member_source,
+                           run_dir.member_dir(workdir, index)))
+  return outputs
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
-                       allow_changes: Collection[str] = ()) -> dict[str, Any]:
-  """Trains to `train.num_steps` (or `train.num_epochs`), returns the final.json contents.
+                       allow_changes: Collection[str] = ()
+                       ) -> dict[str, Any] | list[dict[str, Any]]:
+  """Trains to `train.num_steps` (or `train.num_epochs`), returns the final.json contents:
+  a population's (`population.seeds`, `population.sweep`) is a list, an entry per member.
 
   Everything is checked before anything is written: the config, the data, the variant,
   the workdir. A run already complete is left as it is. `allow_changes`: keys of
@@ -151,27 +200,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   workdir = Path(workdir)
   config_checks.check_config(config)
   run_dir.check_allowed_changes(allow_changes)
+  members = None
+  if population.is_population(config):
+    members = population.from_config(config)
   source = sources.create_source(config.data, config.seed)
-  setup = setup_from_config(config, source.attribute_names)
-  mesh = parallel.make_mesh()
+  if members is None:
+    setup = setup_from_config(config, source.attribute_names)
+    mesh = parallel.make_mesh()
+  else:
+    members = dataclasses.replace(members, attribute_names=tuple(source.attribute_names))
+    setup = members.setup
+    mesh = parallel.make_population_mesh(len(members))
   parallel.check_global_batch_size(config.train.batch_size, mesh)
   num_steps = total_steps(config.train, len(source))
   classifier = (attribute_classifier.for_run(config.eval.attribute_classifier, setup.variant)
                 if config.eval.every_steps else None)
+  outputs = _outputs(config, workdir, members, source)
   is_main_process = jax.process_index() == 0
   if is_main_process:
     run_dir.make_workdir(workdir)
   # Only process 0 writes; the processes of a multi-host run share the workdir.
   with (files.locked(workdir, "--workdir") if is_main_process else contextlib.nullcontext()):
-    return _train(config, workdir, setup, source, mesh, num_steps, allow_changes, start_time,
-                  classifier)
+    return _train(config, workdir, setup, members, outputs, mesh, num_steps, allow_changes,
+                  start_time, classifier)
 
 
 def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
-           source: sources.Source, mesh: jax.sharding.Mesh, num_steps: int,
-           allow_changes: Collection[str], start_time: float,
-           classifier: attribute_classifier.TrainedClassifier | None) -> dict[str, Any]:
+           members: population.Population | None, outputs: list[_Output],
+           mesh: jax.sharding.Mesh, num_steps: int, allow_changes: Collection[str],
+           start_time: float, classifier: attribute_classifier.TrainedClassifier | None
+           ) -> dict[str, Any] | list[dict[str, Any]]:
   is_main_process = jax.process_index() == 0
+  source = sources.create_source(config.data, config.seed)
   checkpointing.check_checkpoint_directory(workdir / "checkpoints")
   manager = checkpointing.create_manager(workdir / "checkpoints", config.train.keep_checkpoints)
   resume_step = manager.latest_step()
@@ -187,76 +247,109 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   if final is not None:
     manager.close()
     if is_main_process:
-      if config.train.write_report and page.report_step(workdir / "report") != num_steps:
-        print(f"report {_write_report(config, workdir) / 'index.html'}", flush=True)
+      if config.train.write_report:
+        for output in outputs:
+          if page.report_step(output.workdir / "report") != num_steps:
+            print(f"{output.name}report "
+                  f"{_write_report(config, workdir, output.index) / 'index.html'}", flush=True)
       print(f"run complete at step {num_steps}; raise train.num_steps to continue", flush=True)
     return final
   if is_main_process:
     files.write_json(workdir / "config.json", config_json)
     files.write_json(workdir / run_dir.DATA_RECORD, data_identity)
+    for output in outputs:
+      if output.index is not None:  # a member's directory reads like its solo run's
+        output.workdir.mkdir(parents=True, exist_ok=True)
+        files.write_json(output.workdir / "config.json", run_dir.config_as_dict(output.config))
     epochs = images_in_steps(setup, config.train.batch_size, num_steps) / len(source)
     print(f"training {num_steps:,} steps ({epochs:,.2f} epochs of {len(source):,} images)"
+          + (f" for each of {len(members)} members" if members else "")
           + (f", resuming from step {resume_step:,}" if resume_step else ""), flush=True)
-  data_iterator = pipeline.create_train_iterator(
-      config, source, jax.process_index(), jax.process_count())
-  writer = summaries.MetricWriter(workdir, enabled=is_main_process)
-  best_manager = None
+  iterators = [pipeline.create_train_iterator(output.config, output.source, jax.process_index(),
+                                              jax.process_count()) for output in outputs]
+  data_iterator = iterators[0] if members is None else pipeline.MemberBatches(iterators)
+  for output in outputs:
+    output.writer = summaries.MetricWriter(
+        output.workdir, enabled=is_main_process,
+        row_fields={} if output.index is None else {"member": output.index})
   try:
-    state = create_or_restore_state(setup, config.seed, mesh, manager, data_iterator)
+    state = create_or_restore_state(setup, config.seed, mesh, manager, data_iterator, members)
     record_session = session_recorder(workdir, earlier_sessions(workdir),
-                                      int(jax.device_get(state.step)), is_main_process)
+                                      step_of(state), is_main_process)
     if config.eval.every_steps:
-      best_manager = checkpointing.create_best_manager(workdir / "checkpoints_best")
+      for output in outputs:
+        output.best_manager = checkpointing.create_best_manager(
+            output.workdir / "checkpoints_best")
     report_space = (_report_space(config) if config.train.write_report and is_main_process
                     else None)
     with _stop_requests() as stop_requested:
-      state, last_scalars = _loop(config, workdir, setup, source, mesh, num_steps, state,
-                                  manager, best_manager, data_iterator, writer, stop_requested,
-                                  start_time, record_session, report_space, classifier)
+      state = _loop(config, workdir, setup, members, outputs, mesh, num_steps, state, manager,
+                    data_iterator, stop_requested, start_time, record_session, report_space,
+                    classifier)
   finally:
     checkpointing.finish(manager)
     manager.close()
-    if best_manager is not None:
-      checkpointing.finish(best_manager)
-      best_manager.close()
-    writer.close()
+    for output in outputs:
+      if output.best_manager is not None:
+        checkpointing.finish(output.best_manager)
+        output.best_manager.close()
+      if output.writer is not None:
+        output.writer.close()
     if hasattr(data_iterator, "close"):  # stops grain's worker processes
       data_iterator.close()
 
-  step = int(jax.device_get(state.step))
+  step = step_of(state)
   seconds = time.time() - start_time
-  final = {
-      "step": step,
-      "num_devices": mesh.size,
-      "num_processes": jax.process_count(),
-      "seconds": seconds,
-      "total_seconds": record_session(step, seconds),
-      "metrics": last_scalars,
-      "eval": summaries.evaluation_scores(summaries.read_metrics(workdir / "metrics.jsonl")),
-      "state_fingerprint": state_fingerprint(state),
-  }
+  total_seconds = record_session(step, seconds)
+  finals = []
+  for output in outputs:
+    final = {
+        "step": step,
+        "num_devices": mesh.size,
+        "num_processes": jax.process_count(),
+        "seconds": seconds,
+        "total_seconds": total_seconds,
+        "metrics": output.last_scalars,
+        "eval": summaries.evaluation_scores(
+            summaries.read_metrics(output.workdir / "metrics.jsonl")),
+        "state_fingerprint": state_fingerprint(output.of(state)),
+    }
+    if output.index is not None:
+      final = {"member": output.index,
+               **population.describe(members.members[output.index]), **final}
+    finals.append(final)
+  final = finals if members else finals[0]
   if is_main_process:
+    if members:
+      for output, member_final in zip(outputs, finals):
+        files.write_json(output.workdir / "final.json", member_final)
     files.write_json(workdir / "final.json", final)
     written = [f"final.json {workdir / 'final.json'}"]
-    grids = sorted((workdir / "samples").glob("step_*.png"))
-    if grids:
-      written.append(f"samples {grids[-1]}")
-    if config.train.write_report:
-      written.append(f"report {_write_report(config, workdir, report_space) / 'index.html'}")
+    for output in outputs:
+      grids = sorted((output.workdir / "samples").glob("step_*.png"))
+      if grids:
+        written.append(f"{output.name}samples {grids[-1]}")
+      if config.train.write_report:
+        report = _write_report(config, workdir, output.index, report_space)
+        written.append(f"{output.name}report {report / 'index.html'}")
     print("\n".join(written), flush=True)
   return final
 
 
-def _final_at(path: Path, step: int | None) -> dict[str, Any] | None:
+def _final_at(path: Path, step: int | None) -> dict[str, Any] | list[dict[str, Any]] | None:
   """final.json if it describes `step` (any, for None); None if it is missing, older or
-  damaged (then the run writes it again from its last checkpoint)."""
+  damaged (then the run writes it again from its last checkpoint). A population's is a
+  list, an entry per member."""
   try:
-    final = run_dir.read_json(path)
+    final = run_dir.read_json(path, object)
   except (ValueError, FileNotFoundError):
     return None
-  complete = (isinstance(final.get("step"), int)
-              and isinstance(final.get("seconds"), (int, float)))
-  return final if complete and step in (None, final["step"]) else None
+  entries = final if isinstance(final, list) else [final]
+  complete = entries and all(
+      isinstance(entry, dict) and isinstance(entry.get("step"), int)
+      and isinstance(entry.get("seconds"), (int, float)) and entry["step"] == entries[0]["step"]
+      for entry in entries)
+  return final if complete and step in (None, entries[0]["step"]) else None
 
 
 def _report_space(config: ml_collections.ConfigDict) -> "neighbours.FeatureSpace":
@@ -267,11 +360,13 @@ def _report_space(config: ml_collections.ConfigDict) -> "neighbours.FeatureSpace
   return neighbours.neighbour_space(config.eval.inception_weights or None)
 
 
-def _write_report(config: ml_collections.ConfigDict, workdir: Path,
+def _write_report(config: ml_collections.ConfigDict, workdir: Path, member: int | None = None,
                   space: "neighbours.FeatureSpace | None" = None) -> Path:
-  print("writing the report...", flush=True)
+  print("writing the report" + (f" of member {member}" if member is not None else "") + "...",
+        flush=True)
   from dcgan_jax.report import assemble  # pylint: disable=g-import-not-at-top
-  return assemble.write_report(workdir, neighbour_space=space or _report_space(config))
+  return assemble.write_report(workdir, neighbour_space=space or _report_space(config),
+                               member=member)
 
 
 def _report_seconds(source: sources.Source, space: "neighbours.FeatureSpace",
@@ -292,23 +387,31 @@ def _best_score_before(rows: summaries.MetricRows, step: int, resolution: int) -
 
 
 def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
-          source: sources.Source, mesh: jax.sharding.Mesh, num_steps: int, state: TrainState,
-          manager, best_manager, data_iterator, writer: summaries.MetricWriter,
+          members: population.Population | None, outputs: list[_Output],
+          mesh: jax.sharding.Mesh, num_steps: int, state: TrainState, manager, data_iterator,
           stop_requested: Callable[[], str | None], start_time: float,
           record_session: Callable[[int, float], float],
           report_space: "neighbours.FeatureSpace | None",
-          classifier: attribute_classifier.TrainedClassifier | None
-          ) -> tuple[TrainState, dict[str, float]]:
-  """Steps from the state's step to `num_steps`; returns the state and the last logged
-  scalars. The session's time is recorded at every log step and when it stops early. The
-  ETA counts a report in `report_space` when one is given (process 0 writes it)."""
+          classifier: attribute_classifier.TrainedClassifier | None) -> TrainState:
+  """Steps from the state's step to `num_steps`; returns the state, each output's last
+  logged scalars in it. The session's time is recorded at every log step and when it
+  stops early. The ETA counts a report per output in `report_space` when one is given
+  (process 0 writes it)."""
   is_main_process = jax.process_index() == 0
-  batch_sharding = parallel.batch_sharded(mesh)
   compiled_steps: dict[int, Callable] = {}
+  if members is None:
+    batch_sharding = parallel.batch_sharded(mesh)
+  else:
+    batch_sharding = parallel.member_batch_sharded(mesh)
+    settings = jax.device_put(members.settings(), parallel.member_sharded(mesh))
+    population_step = population.population_step(members, mesh,
+                                                  config.population.vmap_members)
 
   def train_step_of(stage: int) -> Callable:
     """The jitted step of a stage, compiled when the stage starts: one for fixed
     networks, one per resolution for growing ones."""
+    if members is not None:
+      return lambda state, batch: population_step(state, batch, settings)
     if stage not in compiled_steps:
       compiled_steps.clear()
       compiled_steps[stage] = parallel.jit_train_step(
@@ -316,81 +419,102 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     return compiled_steps[stage]
 
   variant = setup.variant
-  sample_noise, sample_labels = generate.fixed_inputs(
-      variant, source, config.seed, config.train.num_samples, generate.SAMPLE_NOISE_STREAM)
+  sample_inputs = [generate.fixed_inputs(variant, output.source, output.config.seed,
+                                         config.train.num_samples, generate.SAMPLE_NOISE_STREAM)
+                   for output in outputs]
 
-  first_step = int(jax.device_get(state.step))
+  first_step = step_of(state)
   # Drawing the grid now compiles what the sample grids reuse, and times one for the ETA.
   started = time.perf_counter()
-  generate.generate(variant.after_steps(first_step), state, sample_noise, sample_labels)
-  expected_pauses = {"sample grid": time.perf_counter() - started}
-  evaluator = None
+  generate.generate(variant.after_steps(first_step), outputs[0].of(state), *sample_inputs[0])
+  expected_pauses = {"sample grid": len(outputs) * (time.perf_counter() - started)}
+  evaluators, eval_inputs = [], []
   if config.eval.every_steps:
-    evaluator = evaluation.Evaluator(config, evaluation.cache_dir(config, workdir),
-                                     num_samples=config.eval.num_samples,
-                                     inception_weights=config.eval.inception_weights,
-                                     download_weights=config.eval.download_weights)
-    if evaluator.unavailable_reason and is_main_process:
-      print(f"evaluating SWD only. {evaluator.unavailable_reason}", flush=True)
-    eval_noise, eval_labels = generate.fixed_inputs(
-        variant, source, config.seed, evaluator.num_samples, generate.EVAL_NOISE_STREAM)
+    for output in outputs:
+      evaluator = evaluation.Evaluator(output.config,
+                                       evaluation.cache_dir(output.config, output.workdir),
+                                       num_samples=config.eval.num_samples,
+                                       inception_weights=config.eval.inception_weights,
+                                       download_weights=config.eval.download_weights)
+      evaluators.append(evaluator)
+      eval_inputs.append(generate.fixed_inputs(variant, output.source, output.config.seed,
+                                               evaluator.num_samples,
+                                               generate.EVAL_NOISE_STREAM))
+    if evaluators[0].unavailable_reason and is_main_process:
+      print(f"evaluating SWD only. {evaluators[0].unavailable_reason}", flush=True)
     # The ETA's estimate of an evaluation until one is measured: scoring the generated
     # images costs what sketching the real ones does, and generating them compiles about
     # what a first sample grid does.
     started = time.perf_counter()
-    evaluator.prepare(variant.after_steps(first_step).image_resolution)
+    for evaluator in evaluators:
+      evaluator.prepare(variant.after_steps(first_step).image_resolution)
     expected_pauses["evaluation"] = (time.perf_counter() - started
                                      + expected_pauses["sample grid"])
 
   progress = summaries.Progress(first_step, num_steps, enabled=is_main_process, intervals={
       "sample grid": config.train.sample_every,
-      "evaluation": config.eval.every_steps if evaluator else 0,
+      "evaluation": config.eval.every_steps if evaluators else 0,
       "checkpoint": config.train.checkpoint_every}, expected_pauses=expected_pauses,
-      after_last_step=(_report_seconds(source, report_space, expected_pauses["sample grid"])
+      after_last_step=(len(outputs) * _report_seconds(
+          outputs[0].source, report_space, expected_pauses["sample grid"] / len(outputs))
                        if report_space is not None else 0.0))
-  logged = summaries.read_metrics(workdir / "metrics.jsonl")
-  # A run stopped after its last step was logged resumes with nothing left to train.
-  last_scalars = summaries.training_scalars_at(logged, first_step)
+  best_scores = []
+  for output in outputs:
+    logged = summaries.read_metrics(output.workdir / "metrics.jsonl")
+    # A run stopped after its last step was logged resumes with nothing left to train.
+    output.last_scalars = summaries.training_scalars_at(logged, first_step)
+    best_scores.append(_best_score_before(logged, first_step, variant.resolution))
   pending = None  # (step, metrics) of the last log step, read one step late.
-  best_score = _best_score_before(logged, first_step, variant.resolution)
 
   def log(step: int, metrics: dict[str, jax.Array]) -> None:
-    nonlocal last_scalars
-    scalars = _host_scalars(metrics)
-    images_per_second = progress.update(step, scalars, stage_batch_size(
-        setup, config.train.batch_size, variant.stage_at(step - 1)))
+    member_scalars = [_host_scalars(output.of(metrics)) for output in outputs]
+    # The line shows the members' mean and their images together.
+    line_scalars = {name: float(np.mean([scalars[name] for scalars in member_scalars]))
+                    for name in member_scalars[0]}
+    images_per_second = progress.update(step, line_scalars, len(outputs) * stage_batch_size(
+        setup, config.train.batch_size, variant.stage_at(step - 1))) / len(outputs)
     elapsed = time.time() - start_time
-    last_scalars = scalars | {"img_per_s": images_per_second, "elapsed_s": elapsed}
-    writer.write_scalars(step, last_scalars)
+    for output, scalars in zip(outputs, member_scalars):
+      output.last_scalars = scalars | {"img_per_s": images_per_second, "elapsed_s": elapsed}
+      output.writer.write_scalars(step, output.last_scalars)
     record_session(step, elapsed)
 
-  def evaluate(step: int) -> None:
-    nonlocal best_score
+  def evaluate(step: int, index: int) -> None:
+    output = outputs[index]
     grown = variant.after_steps(step)
-    scores = evaluator(generate.generate(grown, state, eval_noise, eval_labels))
+    output_state = output.of(state)
+    scores = evaluators[index](generate.generate(grown, output_state, *eval_inputs[index]))
     if classifier is not None:
-      scores |= attribute_classifier.generator_accuracy(grown, state, eval_noise, eval_labels,
+      scores |= attribute_classifier.generator_accuracy(grown, output_state, *eval_inputs[index],
                                                         classifier)
     if grown.schedule:
       scores |= {"resolution": float(grown.image_resolution)}
-    writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
+    output.writer.write_scalars(step, {f"eval_{name}": value for name, value in scores.items()})
     # Per-attribute scores (attr_accuracy/<name>) go to the logs, their mean to the line.
-    line = f"eval step {step}: " + ", ".join(f"{name} {value:.4g}" for name, value in scores.items()
-                                             if "/" not in name)
+    line = f"{output.name}eval step {step}: " + ", ".join(
+        f"{name} {value:.4g}" for name, value in scores.items() if "/" not in name)
     if grown.image_resolution != variant.resolution:
       # Scores at a growing run's smaller resolutions do not compare with the final one's.
       progress.write(line)
       return
     metric = evaluation.selection_metric(scores)
-    checkpointing.save_best(best_manager, state, scores[metric])
-    is_best = scores[metric] < best_score
-    best_score = min(best_score, scores[metric])
+    checkpointing.save_best(output.best_manager, output_state, scores[metric])
+    is_best = scores[metric] < best_scores[index]
+    best_scores[index] = min(best_scores[index], scores[metric])
     progress.write(line + (" (best)" if is_best else ""))
 
-  def stop_diverged(step: int) -> None:
+  def stop_diverged(step: int, diverged: list[int]) -> None:
     checkpointing.finish(manager)
     record_session(step, time.time() - start_time)
     good = manager.latest_step()
+    if members is not None:
+      which = "; ".join(f"{index} ({members.members[index].describe()})" for index in diverged)
+      raise TrainingStopped(
+          f"training diverged: non-finite parameters or metrics at step {step} in "
+          f"{'member' if len(diverged) == 1 else 'members'} {which}; "
+          + (f"the last good checkpoint, step {good} in {workdir / 'checkpoints'}, is kept"
+             if good is not None else "no checkpoint was written yet")
+          + "; train the population again without the settings that diverged")
     where = (f"the last good checkpoint, step {good} in {workdir / 'checkpoints'}, is kept; "
              f"to retry from it with other learning rates, rerun with e.g. "
              f"--config.train.g_lr=... --config.train.d_lr=... "
@@ -414,21 +538,24 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       last = step == num_steps
       is_log_step = last or step % config.train.log_every == 0
       is_sample_step = last or step % config.train.sample_every == 0
-      is_eval_step = evaluator and (last or step % config.eval.every_steps == 0)
+      is_eval_step = evaluators and (last or step % config.eval.every_steps == 0)
       is_checkpoint_step = last or stopping or step % config.train.checkpoint_every == 0
-      if ((is_log_step or is_sample_step or is_eval_step or is_checkpoint_step)
-          and bool(_non_finite(state, metrics))):
-        stop_diverged(step)
+      if is_log_step or is_sample_step or is_eval_step or is_checkpoint_step:
+        diverged = [index for index, output in enumerate(outputs)
+                    if bool(_non_finite(output.of(state), output.of(metrics)))]
+        if diverged:
+          stop_diverged(step, diverged)
       if is_log_step:
         pending = (step, metrics)
       if is_sample_step:
         with progress.paused("sample grid"):
-          images = generate.generate(variant.after_steps(step), state, sample_noise,
-                                     sample_labels)
-          writer.write_sample_grid(step, summaries.image_grid(images))
+          for output, inputs in zip(outputs, sample_inputs):
+            images = generate.generate(variant.after_steps(step), output.of(state), *inputs)
+            output.writer.write_sample_grid(step, summaries.image_grid(images))
       if is_eval_step:
         with progress.paused("evaluation"):
-          evaluate(step)
+          for index in range(len(outputs)):
+            evaluate(step, index)
       if is_checkpoint_step:
         with progress.paused("checkpoint"):
           checkpointing.save(manager, state, data_iterator)
@@ -444,4 +571,4 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       log(*pending)
   finally:
     progress.close()
-  return state, last_scalars
+  return state

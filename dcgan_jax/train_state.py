@@ -3,7 +3,8 @@
 import dataclasses
 import functools
 import hashlib
-from typing import Any, Sequence
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 import flax
 import jax
@@ -13,7 +14,7 @@ import numpy as np
 import optax
 
 from dcgan_jax import augment
-from dcgan_jax.variants import Variant, variant_from_config
+from dcgan_jax.variants import Variant, setting, variant_from_config
 
 PyTree = Any
 
@@ -62,7 +63,9 @@ class GanSetup:
   g_optimizer: optax.GradientTransformation
   d_optimizer: optax.GradientTransformation
   d_steps: int
-  g_ema_decay: float = 0.0  # 0: no EMA of the generator
+  # 0: no EMA of the generator; a traced scalar in a population step, whose state
+  # then says whether it keeps an EMA.
+  g_ema_decay: float | jax.Array = 0.0
   augment: tuple[str, ...] = ()  # DiffAugment policy applied to everything D sees
 
   def at_stage(self, stage: int) -> "GanSetup":
@@ -71,16 +74,23 @@ class GanSetup:
 
 
 def setup_from_config(config: ml_collections.ConfigDict,
-                      attribute_names: Sequence[str] = ()) -> GanSetup:
+                      attribute_names: Sequence[str] = (),
+                      settings: Mapping[str, Any] = MappingProxyType({})) -> GanSetup:
   """The setup of `config`; `attribute_names` are the training data's label names, which
-  a conditional variant picks its attributes from."""
-  train = config.train
+  a conditional variant picks its attributes from. `settings` replace the config's
+  continuous values (learning rates, betas, EMA decay, loss weights) with a population
+  member's, which may be traced scalars (`variants.setting`)."""
+  def value(key: str) -> Any:
+    return setting(config, settings, key)
+
   return GanSetup(
-      variant=variant_from_config(config, attribute_names),
-      g_optimizer=optax.adam(train.g_lr, b1=train.g_beta1, b2=train.g_beta2),
-      d_optimizer=optax.adam(train.d_lr, b1=train.d_beta1, b2=train.d_beta2),
-      d_steps=train.d_steps,
-      g_ema_decay=train.g_ema_decay,
+      variant=variant_from_config(config, attribute_names, settings),
+      g_optimizer=optax.adam(value("train.g_lr"), b1=value("train.g_beta1"),
+                             b2=value("train.g_beta2")),
+      d_optimizer=optax.adam(value("train.d_lr"), b1=value("train.d_beta1"),
+                             b2=value("train.d_beta2")),
+      d_steps=config.train.d_steps,
+      g_ema_decay=value("train.g_ema_decay"),
       augment=augment.parse_policy(config.data.augment),
   )
 
@@ -113,6 +123,11 @@ def abstract_state(setup: GanSetup, sharding: jax.sharding.Sharding) -> TrainSta
   """Shapes, dtypes and `sharding` of the state, for restoring a checkpoint into."""
   shapes = jax.eval_shape(functools.partial(init_state, setup, 0))
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), shapes)
+
+
+def step_of(state: TrainState) -> int:
+  """The step a state is at; a population's stacked states are all at one step."""
+  return int(np.ravel(jax.device_get(state.step))[0])
 
 
 def state_fingerprint(state: TrainState) -> str:

@@ -8,6 +8,7 @@ name a concrete network or loss. Parts are found by config name in the registrie
 
 import dataclasses
 import difflib
+from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import flax.linen as nn
@@ -299,24 +300,37 @@ def _conditioning(config: ml_collections.ConfigDict, attribute_names: Sequence[s
   return names, tuple(list(attribute_names).index(name) for name in names)
 
 
+def setting(config: ml_collections.ConfigDict, settings: Mapping[str, Any], key: str) -> Any:
+  """The value of the dotted `key`: from `settings` when it is there (a population
+  member's, perhaps a traced scalar), else from the config."""
+  if key in settings:
+    return settings[key]
+  section, name = key.split(".")
+  return config[section][name]
+
+
 def variant_from_config(config: ml_collections.ConfigDict,
-                        attribute_names: Sequence[str] = ()) -> Variant:
+                        attribute_names: Sequence[str] = (),
+                        settings: Mapping[str, Any] = MappingProxyType({})) -> Variant:
   """The config's variant. `attribute_names`: the label names of the training data, which
-  a conditional variant (`model.condition=attributes`) picks its attributes from."""
+  a conditional variant (`model.condition=attributes`) picks its attributes from.
+  `settings`: loss weights that replace the config's (`setting`); the config still decides
+  which terms the loss has."""
   build_networks = choose("model.arch", config.model.arch, ARCHITECTURES)
   loss = choose("loss.name", config.loss.name, LOSSES)
   penalty = choose("loss.penalty", config.loss.penalty, penalties.PENALTIES)
   generator, discriminator = build_networks(config)
   _check_combination(config)
   if penalty is not None:
-    loss = penalties.with_penalty(loss, penalty, config.loss.penalty_weight)
+    loss = penalties.with_penalty(loss, penalty, setting(config, settings, "loss.penalty_weight"))
   if config.loss.drift_weight:
-    loss = penalties.with_penalty(loss, penalties.drift, config.loss.drift_weight,
+    loss = penalties.with_penalty(loss, penalties.drift,
+                                  setting(config, settings, "loss.drift_weight"),
                                   metric="d_drift")
   attributes, label_columns = _conditioning(config, attribute_names)
   if config.loss.aux_classifier_weight:
     loss = auxiliary_classifier.with_auxiliary_classifier(
-        loss, config.loss.aux_classifier_weight, label_columns)
+        loss, setting(config, settings, "loss.aux_classifier_weight"), label_columns)
   schedule = None
   if config.model.arch == "progan":
     schedule = growth.Schedule(

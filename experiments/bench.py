@@ -2,13 +2,17 @@
 
   python -m experiments.bench [--batch_size 128] [--resolution 64] [--nf 64] [--steps 20]
                               [--compare_torch] [--dtype float32|bfloat16] [--impl fast]
+                              [--population P [--vmap_members V]]
 
 Prints one JSON line. The JAX step is the one training runs (the synthetic config with
 the flags' overrides): jitted as the training loop jits it, data-parallel over every
 device, state donated, uint8 batches already on the devices. With `--compare_torch`, a
 PyTorch eager step of the same network, batch and optimiser runs in the same process;
-the two are timed in alternating rounds so that load from other processes falls on
-both alike.
+with `--population P`, the population step of P seeds (`dcgan_jax.population`) against P
+solo runs stepped in turn: `images_per_s` is then the solo runs' aggregate,
+`population_images_per_s` the population's and `speedup` their ratio. Whatever is
+compared is timed in alternating rounds, so that load from other processes falls on all
+alike.
 """
 
 import functools
@@ -22,7 +26,8 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from dcgan_jax import parallel, steps
+from dcgan_jax import parallel, population, steps
+from dcgan_jax.data import pipeline
 from dcgan_jax.train_state import init_state_on, setup_from_config
 from experiments.configs import synthetic
 
@@ -37,6 +42,12 @@ _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.", 
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 _IMPL = flags.DEFINE_enum("impl", "fast", ["fast", "reference"], "Convolution implementation.")
 _COMPARE_TORCH = flags.DEFINE_bool("compare_torch", False, "Also time PyTorch eager.")
+_POPULATION = flags.DEFINE_integer(
+    "population", 0, "Members (seeds 0..P-1) of a population step to time against as many "
+    "solo runs; 0: one solo run.", lower_bound=0)
+_VMAP_MEMBERS = flags.DEFINE_integer(
+    "vmap_members", 0, "population.vmap_members: members vmapped at a time (0: the default "
+    "of the backend).", lower_bound=0)
 
 # Runs `n` steps and returns once their results are ready.
 StepRunner = Callable[[int], None]
@@ -51,27 +62,31 @@ def bench_config() -> ml_collections.ConfigDict:
   return config
 
 
-def jax_runner(config: ml_collections.ConfigDict) -> tuple[StepRunner, dict]:
+def random_batch(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  shape = (config.train.batch_size, config.data.resolution, config.data.resolution, 3)
+  return {"image": np.random.default_rng(0).integers(0, 256, shape, np.uint8),
+          "label": np.zeros((config.train.batch_size, 0), np.int8)}
+
+
+def jax_runner(config: ml_collections.ConfigDict, num_runs: int = 1
+               ) -> tuple[StepRunner, dict]:
+  """`num_runs` solo runs (seeds config.seed, +1, ...), one step of each in turn."""
   setup = setup_from_config(config)
   mesh = parallel.make_mesh()
   parallel.check_global_batch_size(config.train.batch_size, mesh)
-  batch_sharding = parallel.batch_sharded(mesh)
-  state = init_state_on(setup, config.seed, parallel.replicated(mesh))
+  batch = parallel.global_batch(random_batch(config), parallel.batch_sharded(mesh))
+  states = [init_state_on(setup, config.seed + run, parallel.replicated(mesh))
+            for run in range(num_runs)]
   train_step = parallel.jit_train_step(functools.partial(steps.train_step, setup), mesh)
-  shape = (config.train.batch_size, config.data.resolution, config.data.resolution, 3)
-  batch = parallel.global_batch({
-      "image": np.random.default_rng(0).integers(0, 256, shape, np.uint8),
-      "label": np.zeros((config.train.batch_size, 0), np.int8),
-  }, batch_sharding)
 
   start = time.perf_counter()
-  compiled = train_step.lower(state, batch).compile()
+  compiled = train_step.lower(states[0], batch).compile()
   compile_seconds = time.perf_counter() - start
 
   def run(num_steps: int) -> None:
-    nonlocal state
     for _ in range(num_steps):
-      state, metrics = compiled(state, batch)
+      for index, state in enumerate(states):
+        states[index], metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
 
   device = jax.devices()[0]
@@ -81,6 +96,35 @@ def jax_runner(config: ml_collections.ConfigDict) -> tuple[StepRunner, dict]:
           "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
           "compile_s": round(compile_seconds, 2)}
   return run, info
+
+
+def population_runner(config: ml_collections.ConfigDict, num_members: int
+                      ) -> tuple[StepRunner, dict]:
+  """The population step of `num_members` seeds, each member given the same batch."""
+  config.population.seeds = ",".join(str(seed) for seed in range(num_members))
+  config.population.vmap_members = _VMAP_MEMBERS.value
+  members = population.members(config)
+  mesh = parallel.make_population_mesh(num_members)
+  state = population.init_population(config, members, (), parallel.member_sharded(mesh))
+  settings = population.settings_arrays(members)
+  batch = jax.device_put(pipeline.stack_batches([random_batch(config)] * num_members),
+                         parallel.member_batch_sharded(mesh))
+  train_step = population.population_step(config, members, (), mesh)
+
+  start = time.perf_counter()
+  compiled = train_step.lower(state, batch, settings).compile()
+  compile_seconds = time.perf_counter() - start
+
+  def run(num_steps: int) -> None:
+    nonlocal state
+    for _ in range(num_steps):
+      state, metrics = compiled(state, batch, settings)
+    jax.block_until_ready(metrics)
+
+  return run, {"population": num_members, "mesh": dict(mesh.shape),
+               "vmap_members": _VMAP_MEMBERS.value
+               or population.default_vmap_members(num_members),
+               "population_compile_s": round(compile_seconds, 2)}
 
 
 def peak_jax_memory() -> dict:
@@ -112,8 +156,8 @@ def torch_runner(config: ml_collections.ConfigDict) -> tuple[StepRunner, dict]:
                "torch_threads": torch.get_num_threads()}
 
 
-def images_per_s(seconds: float) -> float:
-  return round(_STEPS.value * _BATCH_SIZE.value / seconds, 1)
+def images_per_s(seconds: float, num_runs: int = 1) -> float:
+  return round(_STEPS.value * _BATCH_SIZE.value * num_runs / seconds, 1)
 
 
 def main(argv: list[str]) -> None:
@@ -121,7 +165,10 @@ def main(argv: list[str]) -> None:
   result = {"batch_size": _BATCH_SIZE.value, "resolution": _RESOLUTION.value, "nf": _NF.value,
             "dtype": _DTYPE.value, "impl": _IMPL.value, "steps": _STEPS.value}
   config = bench_config()
-  runners = {"jax": jax_runner(config)}
+  num_runs = max(_POPULATION.value, 1)
+  runners = {"jax": jax_runner(config, num_runs)}
+  if _POPULATION.value:
+    runners["population"] = population_runner(config, _POPULATION.value)
   if _COMPARE_TORCH.value:
     runners["torch"] = torch_runner(config)
   seconds = dict.fromkeys(runners, 0.0)
@@ -137,8 +184,11 @@ def main(argv: list[str]) -> None:
       start = time.perf_counter()
       run(num_steps)
       seconds[name] += time.perf_counter() - start
-  result["images_per_s"] = images_per_s(seconds["jax"])
+  result["images_per_s"] = images_per_s(seconds["jax"], num_runs)
   result |= peak_jax_memory()
+  if _POPULATION.value:
+    result["population_images_per_s"] = images_per_s(seconds["population"], num_runs)
+    result["speedup"] = round(seconds["jax"] / seconds["population"], 2)
   if _COMPARE_TORCH.value:
     result["torch_images_per_s"] = images_per_s(seconds["torch"])
     result["jax_over_torch"] = round(seconds["torch"] / seconds["jax"], 2)

@@ -8,6 +8,7 @@ so a run sees the same global batches on 1 host or N hosts, and the iterator's s
 
 import ctypes
 import functools
+import json
 import math
 import signal
 import sys
@@ -69,6 +70,47 @@ def to_iterator(ds: grain.MapDataset, data_config: ml_collections.ConfigDict
         grain.MultiprocessingOptions(num_workers=data_config.num_workers),
         worker_init_fn=_end_with_parent)
   return iter(iter_ds)
+
+
+def stack_batches(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """Batches of the same shapes as one (P, B, ...) batch."""
+  return {key: np.stack([batch[key] for batch in batches]) for key in batches[0]}
+
+
+class MemberBatches:
+  """A population's data: one iterator per member (its solo run's), their batches stacked
+  (P, B, ...). Checkpointed by grain's handler like one iterator: its state is the
+  members' states, as JSON bytes."""
+
+  def __init__(self, iterators: list[grain.DatasetIterator]):
+    self._iterators = iterators
+
+  def __iter__(self) -> "MemberBatches":
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    return stack_batches([next(iterator) for iterator in self._iterators])
+
+  def get_state(self) -> bytes:
+    return json.dumps({"members": [iterator.get_state() for iterator in self._iterators]},
+                      sort_keys=True).encode()
+
+  def set_state(self, state: bytes) -> None:
+    members = json.loads(state)["members"]
+    if len(members) != len(self._iterators):
+      raise ValueError(f"the checkpoint holds the data positions of {len(members)} members, "
+                       f"not {len(self._iterators)}")
+    for iterator, member_state in zip(self._iterators, members):
+      iterator.set_state(member_state)
+
+  def start_prefetch(self) -> None:
+    for iterator in self._iterators:
+      iterator.start_prefetch()
+
+  def close(self) -> None:
+    for iterator in self._iterators:
+      if hasattr(iterator, "close"):
+        iterator.close()
 
 
 _PR_SET_PDEATHSIG = 1  # prctl's option, from <linux/prctl.h>

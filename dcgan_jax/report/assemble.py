@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from dcgan_jax import files, generate, growth, summaries
+from dcgan_jax import files, generate, growth, run_dir, summaries
 from dcgan_jax.data import sources
 from dcgan_jax.report import figures, neighbours, page
 
@@ -52,10 +52,14 @@ def expected_seconds(source: sources.Source, space: neighbours.FeatureSpace,
 
 
 def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
-                 neighbour_space: neighbours.FeatureSpace = neighbours.PIXEL_SPACE) -> Path:
-  """Writes DIR/report/ for the run's latest checkpoint and returns that directory."""
+                 neighbour_space: neighbours.FeatureSpace = neighbours.PIXEL_SPACE,
+                 member: int | None = None) -> Path:
+  """Writes DIR/report/ for the run's latest checkpoint and returns that directory; of a
+  population's `member`, in its directory (`run_dir.member_dir`)."""
   workdir = Path(workdir)
-  run = generate.load_run(workdir)
+  run = generate.load_run(workdir, member=member)
+  if member is not None:
+    workdir = run_dir.member_dir(workdir, member)
   source = sources.create_source(run.config.data, run.config.seed)
   if not 1 <= num_neighbours <= len(source):
     raise ValueError(f"--num_neighbours must be between 1 and the {len(source)} training "

@@ -73,6 +73,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.num_samples = 64  # images in the fixed-noise grid
   config.train.write_report = True  # DIR/report/ (curves, grids, neighbours) at the end
 
+  # A population (dcgan_jax.population): a member per seed and per combination of swept
+  # values, trained by one jitted step; empty: one run with `seed`.
+  config.population = ml_collections.ConfigDict()
+  config.population.seeds = ""  # e.g. "0,1,2,3"
+  config.population.sweep = ""  # e.g. "train.d_lr=1e-4,2e-4;train.g_ema_decay=0,0.999"
+  config.population.vmap_members = 0  # members vmapped at a time; 0: 1 on CPU, all elsewhere
+
   config.eval = ml_collections.ConfigDict()
   config.eval.every_steps = 0  # 0: no evaluation during training
   config.eval.num_samples = 10_000  # generated (and real) images per evaluation

@@ -1,0 +1,135 @@
+"""Populations through the training loop: each member written as its solo run,
+resumed bit-identically, spread over devices; and what cannot be a member's setting is
+refused in one line."""
+
+import json
+import subprocess
+import sys
+
+import ml_collections
+import numpy as np
+import pytest
+
+from dcgan_jax import generate, parallel, train
+from dcgan_jax.train_state import state_fingerprint
+from tests import population_runs
+from tests.cli import REPO, with_xla_flags
+from tests.runs import tiny_config
+
+
+def _population_config(overrides=None) -> ml_collections.ConfigDict:
+  return tiny_config({"population.seeds": "0,1", "population.sweep": "train.d_lr=1e-4,2e-4",
+                      **(overrides or {})})
+
+
+@pytest.fixture(scope="module")
+def trained_population(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("population")
+  return workdir, train.train_and_evaluate(_population_config(), workdir)
+
+
+def test_a_trained_population_writes_each_member_as_its_solo_run(trained_population,
+                                                                 tmp_path):
+  workdir, final = trained_population
+  assert [(entry["member"], entry["seed"], entry["settings"]) for entry in final] == [
+      (0, 0, {"train.d_lr": 1e-4}), (1, 1, {"train.d_lr": 1e-4}),
+      (2, 0, {"train.d_lr": 2e-4}), (3, 1, {"train.d_lr": 2e-4})]
+  assert json.loads((workdir / "final.json").read_text()) == final
+  solo = train.train_and_evaluate(tiny_config({"seed": 1, "train.d_lr": 1e-4}), tmp_path)
+  member = final[1]
+  member_dir = workdir / "members" / "1"
+  # The data pipeline, noise and step of the solo run, logged the same way.
+  for name, value in solo["metrics"].items():
+    if name not in ("img_per_s", "elapsed_s"):
+      assert member["metrics"][name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
+  rows = [json.loads(line) for line in (member_dir / "metrics.jsonl").read_text().splitlines()]
+  solo_rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [row["step"] for row in rows] == [row["step"] for row in solo_rows]
+  assert {row["member"] for row in rows} == {1}
+  assert sorted(path.name for path in (member_dir / "samples").iterdir()) == sorted(
+      path.name for path in (tmp_path / "samples").iterdir())
+  assert list(member_dir.glob("events.out.tfevents.*"))  # a TensorBoard run per member
+  saved_config = json.loads((member_dir / "config.json").read_text())
+  assert (saved_config["seed"], saved_config["train"]["d_lr"]) == (1, 1e-4)
+  assert saved_config["population"]["seeds"] == ""
+  # A member restored from the population's checkpoint is what final.json fingerprinted.
+  run = generate.load_run(workdir, member=1)
+  assert state_fingerprint(run.state) == member["state_fingerprint"]
+  assert (run.config.seed, run.config.train.d_lr) == (1, 1e-4)
+
+
+def test_a_population_stopped_and_resumed_is_bit_identical(trained_population, tmp_path):
+  workdir, final = trained_population
+  train.train_and_evaluate(_population_config({"train.num_steps": 4}), tmp_path)
+  resumed = train.train_and_evaluate(_population_config(), tmp_path)
+  assert [entry["state_fingerprint"] for entry in resumed] == [
+      entry["state_fingerprint"] for entry in final]
+
+
+def test_member_flag_is_checked_against_the_run(trained_population, tmp_path):
+  workdir, _ = trained_population
+  with pytest.raises(ValueError, match="holds a population of 4 members; choose one with "
+                                       "--member K, K from 0 to 3"):
+    generate.load_run(workdir)
+  with pytest.raises(ValueError, match=r"\(got 4\)"):
+    generate.load_run(workdir, member=4)
+  train.train_and_evaluate(tiny_config({"train.num_steps": 2}), tmp_path)
+  with pytest.raises(ValueError, match="is one run, not a population"):
+    generate.load_run(tmp_path, member=0)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"population.sweep": "model.nf=8,16"},
+     "population.sweep cannot vary model.nf: it changes the networks' shapes or the code"),
+    ({"population.sweep": "train.batch_size=8,16"}, "cannot vary train.batch_size"),
+    ({"population.sweep": "train.d_lr"}, "expected KEY=V1,V2"),
+    ({"population.sweep": "train.d_lr=1e-4,fast"}, "expected comma-separated numbers"),
+    ({"population.sweep": "train.g_beta1=0.5,1.5"},
+     r"population.sweep train.g_beta1=1.5: expected a number in \[0, 1\)"),
+    ({"population.sweep": "train.d_lr=1e-4;train.d_lr=2e-4"}, "names train.d_lr twice"),
+    ({"population.seeds": "0,1,0"}, "repeats a seed"),
+    ({"population.seeds": "0,one"}, "expected comma-separated integers"),
+    ({"population.seeds": "0,1", "model.arch": "progan", "data.resolution": 16},
+     "model.arch=progan grows them"),
+    ({"population.sweep": "loss.aux_classifier_weight=0,1"}, "mixes 0 and non-zero"),
+])
+def test_what_a_population_cannot_train_is_refused_in_one_line(overrides, message, tmp_path):
+  with pytest.raises(ValueError, match=message) as error:
+    train.train_and_evaluate(tiny_config(overrides), tmp_path / "run")
+  assert "\n" not in str(error.value)
+  assert not (tmp_path / "run").exists()
+
+
+def test_mesh_spreads_members_over_devices_when_they_divide():
+  assert parallel.population_mesh_shape(4, 4) == (4, 1)
+  assert parallel.population_mesh_shape(8, 4) == (4, 1)
+  assert parallel.population_mesh_shape(2, 4) == (2, 2)
+  assert parallel.population_mesh_shape(3, 4) == (1, 4)
+  assert parallel.population_mesh_shape(5, 1) == (1, 1)
+
+
+_FOUR_DEVICE_SCRIPT = """
+import sys
+import numpy as np
+import jax
+from tests import population_runs
+np.savez(sys.argv[1], **population_runs.population_leaves(sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seeds", ["0,1,2,3", "0,1"])
+def test_four_devices_train_the_population_of_one(seeds, tmp_path):
+  """Four members: one per device, no gradient crossing devices; two: each member's
+  batch split over two devices."""
+  subprocess.run([sys.executable, "-c", _FOUR_DEVICE_SCRIPT, tmp_path / "four.npz", seeds],
+                 cwd=REPO, check=True, env=with_xla_flags(
+                     "--xla_force_host_platform_device_count=4"))
+  four = dict(np.load(tmp_path / "four.npz"))
+  one = population_runs.population_leaves(seeds)
+  # Spread members share nothing; split batches share their BatchNorm statistics.
+  assert (four.pop("collectives") == 0) == (seeds == "0,1,2,3")
+  assert one.pop("collectives") == 0
+  assert four.keys() == one.keys()
+  for index, leaf in one.items():
+    np.testing.assert_allclose(four[index], leaf, rtol=1e-4, atol=1e-5)
