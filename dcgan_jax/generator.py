@@ -178,11 +178,11 @@ def _generator(config: ml_collections.ConfigDict, step: int, attributes: Sequenc
                    sampling_state(step, variables), label_source)
 
 
-def _from_run(workdir: Path, step: int | str | None) -> Generator:
+def _from_run(workdir: Path, step: int | str | None, member: int | None) -> Generator:
   if step == "best":
-    run = generate.load_run(workdir, best=True)
+    run = generate.load_run(workdir, best=True, member=member)
   elif step is None or _is_integer(step):
-    run = generate.load_run(workdir, None if step is None else int(step))
+    run = generate.load_run(workdir, None if step is None else int(step), member=member)
   else:
     raise ValueError(f"step: expected None (the latest), a step number or 'best', got {step!r}")
   label_source = None
@@ -279,13 +279,16 @@ def _from_file(path: Path) -> Generator:
                     None if label_rows is None else _StoredLabelRows(label_rows))
 
 
-def load_generator(source: str | os.PathLike, step: int | str | None = None) -> Generator:
+def load_generator(source: str | os.PathLike, step: int | str | None = None,
+                   member: int | None = None) -> Generator:
   """The generator of a run directory at its latest checkpoint (or `step`, or "best", its
-  best-scoring one), or that of a generator file (`.safetensors`, which holds one step).
-  Bad input is a one-line ValueError or FileNotFoundError naming it."""
+  best-scoring one), of a population's `member` there, or that of a generator file
+  (`.safetensors`, which holds one step). Bad input is a one-line ValueError or
+  FileNotFoundError naming it."""
   path = Path(source)
   if path.suffix != ".safetensors":
-    return _from_run(path, step)
-  if step is not None:
-    raise ValueError(f"step: {path} holds the generator of one step; leave step out")
+    return _from_run(path, step, member)
+  if step is not None or member is not None:
+    raise ValueError(f"{'step' if step is not None else 'member'}: {path} holds the generator "
+                     f"of one step of one run; leave it out")
   return _from_file(path)

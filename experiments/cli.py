@@ -113,6 +113,13 @@ def _config_key_named(name: str) -> str | None:
   return keys[0] if len(keys) == 1 else None
 
 
+def define_member_flag() -> flags.FlagHolder[int | None]:
+  """--member, of the commands that read a trained run: which of a population's members."""
+  return flags.DEFINE_integer(
+      "member", None, "Of a population's run directory (population.seeds or .sweep): the "
+      "member to use, 0 to P-1, as DIR/final.json lists them.", lower_bound=0)
+
+
 def given(flag: str) -> bool:
   """Whether the command line set `flag` (config overrides exist only when given)."""
   return flag in flags.FLAGS and flags.FLAGS[flag].present

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from dcgan_jax import files, generate
+from dcgan_jax import files, generate, run_dir
 from dcgan_jax.eval import attribute_classifier
 from dcgan_jax.eval import evaluator as evaluation
 from dcgan_jax.eval import metrics
@@ -37,6 +37,7 @@ _METRICS = flags.DEFINE_list("metrics", list(metrics.NAMES),
                              "weights are skipped without them).")
 _CLASSIFIER = flags.DEFINE_string("attribute_classifier", None, "An attribute classifier's "
                                   ".msgpack, for a conditional run's attr_accuracy.")
+_MEMBER = cli.define_member_flag()
 _SEED = flags.DEFINE_integer("seed", None, "Seed of the generated images' latent noise "
                              "(default: the noise of training's evaluations).")
 
@@ -49,7 +50,9 @@ def main(argv: list[str]) -> None:
   try:
     if _NUM_SAMPLES.value is not None and _NUM_SAMPLES.value < 2:
       raise ValueError(f"--num_samples must be at least 2, got {_NUM_SAMPLES.value}")
-    run = generate.load_run(workdir, _STEP.value, best=_BEST.value)
+    run = generate.load_run(workdir, _STEP.value, best=_BEST.value, member=_MEMBER.value)
+    if _MEMBER.value is not None:  # a member's scores go where its training's do
+      workdir = run_dir.member_dir(workdir, _MEMBER.value)
     evaluator = evaluation.Evaluator(run.config, evaluation.cache_dir(run.config, workdir),
                                      num_samples=_NUM_SAMPLES.value or run.config.eval.num_samples,
                                      inception_weights=_WEIGHTS.value,

@@ -25,6 +25,7 @@ _OUT = flags.DEFINE_string("out", None, "The file to write: NAME.safetensors or 
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _BEST = flags.DEFINE_bool("best", False, "Export the best checkpoint (lowest FID, else SWD, "
                           "of the evaluations during training) instead.")
+_MEMBER = cli.define_member_flag()
 
 
 def main(argv: list[str]) -> None:
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> None:
       raise ValueError("--best and --step each choose the checkpoint; give one")
     export.check_out(out)
     trained = generator.load_generator(Path(_WORKDIR.value),
-                                       "best" if _BEST.value else _STEP.value)
+                                       "best" if _BEST.value else _STEP.value, _MEMBER.value)
     size = export.write(trained, out)
   except (ValueError, FileNotFoundError) as error:
     cli.fail(error)

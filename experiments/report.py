@@ -21,6 +21,9 @@ _WEIGHTS = flags.DEFINE_string(
     "Inception space (default: search the cache; pixel space without it).")
 
 
+_MEMBER = cli.define_member_flag()
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -28,7 +31,8 @@ def main(argv: list[str]) -> None:
   try:
     report_dir = assemble.write_report(Path(_WORKDIR.value), num_neighbours=_NUM_NEIGHBOURS.value,
                                      seed=_SEED.value,
-                                     neighbour_space=neighbours.neighbour_space(_WEIGHTS.value))
+                                     neighbour_space=neighbours.neighbour_space(_WEIGHTS.value),
+                                     member=_MEMBER.value)
   except (ValueError, FileNotFoundError) as error:
     cli.fail(error)
   print(f"wrote {report_dir / 'index.html'}")

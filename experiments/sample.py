@@ -27,6 +27,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the latent noise.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _BEST = flags.DEFINE_bool("best", False, "Draw from the best checkpoint (lowest FID, else SWD, "
                           "of the evaluations during training) instead.")
+_MEMBER = cli.define_member_flag()
 _INTERPOLATE = flags.DEFINE_bool("interpolate", False, "Write a slerp interpolation grid.")
 _ROWS = flags.DEFINE_integer("rows", 8, "Interpolation paths (grid rows).")
 _COLS = flags.DEFINE_integer("cols", 10, "Steps along each path (grid columns).")
@@ -73,7 +74,8 @@ def main(argv: list[str]) -> None:
     if len(grid_names) > MAX_GRID_ATTRIBUTES:
       raise ValueError(f"--attribute_grid: at most {MAX_GRID_ATTRIBUTES} attributes "
                        f"({2**MAX_GRID_ATTRIBUTES} columns), got {len(grid_names)}")
-    run = generate.load_run(Path(_WORKDIR.value), _STEP.value, best=_BEST.value)
+    run = generate.load_run(Path(_WORKDIR.value), _STEP.value, best=_BEST.value,
+                            member=_MEMBER.value)
     for flag, settings in ((_ATTRIBUTES, attributes),
                            (_ATTRIBUTE_GRID, dict.fromkeys(grid_names, 1))):
       if settings:  # checked before anything is written

@@ -13,12 +13,14 @@ import pytest
 from dcgan_jax import generate, parallel, train
 from dcgan_jax.train_state import state_fingerprint
 from tests import population_runs
-from tests.cli import REPO, with_xla_flags
+from tests.cli import REPO, run_module, with_xla_flags
 from tests.runs import tiny_config
 
 
 def _population_config(overrides=None) -> ml_collections.ConfigDict:
+  """Four members, each evaluated (SWD on 64 images) every 4 of its 8 steps."""
   return tiny_config({"population.seeds": "0,1", "population.sweep": "train.d_lr=1e-4,2e-4",
+                      "eval.every_steps": 4, "eval.download_weights": False,
                       **(overrides or {})})
 
 
@@ -35,7 +37,9 @@ def test_a_trained_population_writes_each_member_as_its_solo_run(trained_populat
       (0, 0, {"train.d_lr": 1e-4}), (1, 1, {"train.d_lr": 1e-4}),
       (2, 0, {"train.d_lr": 2e-4}), (3, 1, {"train.d_lr": 2e-4})]
   assert json.loads((workdir / "final.json").read_text()) == final
-  solo = train.train_and_evaluate(tiny_config({"seed": 1, "train.d_lr": 1e-4}), tmp_path)
+  solo = train.train_and_evaluate(tiny_config({"seed": 1, "train.d_lr": 1e-4,
+                                               "eval.every_steps": 4,
+                                               "eval.download_weights": False}), tmp_path)
   member = final[1]
   member_dir = workdir / "members" / "1"
   # The data pipeline, noise and step of the solo run, logged the same way.
@@ -49,6 +53,9 @@ def test_a_trained_population_writes_each_member_as_its_solo_run(trained_populat
   assert sorted(path.name for path in (member_dir / "samples").iterdir()) == sorted(
       path.name for path in (tmp_path / "samples").iterdir())
   assert list(member_dir.glob("events.out.tfevents.*"))  # a TensorBoard run per member
+  # Its evaluations score what the solo run's scored, and keep its own best checkpoint.
+  assert member["eval"]["last"]["swd"] == pytest.approx(solo["eval"]["last"]["swd"], rel=1e-3)
+  assert (member_dir / "checkpoints_best").is_dir()
   saved_config = json.loads((member_dir / "config.json").read_text())
   assert (saved_config["seed"], saved_config["train"]["d_lr"]) == (1, 1e-4)
   assert saved_config["population"]["seeds"] == ""
@@ -64,6 +71,25 @@ def test_a_population_stopped_and_resumed_is_bit_identical(trained_population, t
   resumed = train.train_and_evaluate(_population_config(), tmp_path)
   assert [entry["state_fingerprint"] for entry in resumed] == [
       entry["state_fingerprint"] for entry in final]
+
+
+@pytest.mark.slow
+def test_commands_read_the_member_they_are_given(trained_population, tmp_path):
+  workdir, final = trained_population
+  scores = json.loads(run_module("experiments.evaluate", "--workdir", workdir, "--member", 2,
+                                 "--metrics", "swd").stdout)
+  # Training's evaluation noise and real images of member 2, at its last step.
+  assert scores["swd"] == pytest.approx(final[2]["eval"]["last"]["swd"], rel=1e-6)
+  assert (workdir / "members" / "2" / "eval_step0000008.json").exists()
+  run_module("experiments.sample", "--workdir", workdir, "--member", 3, "--best",
+             "--out_dir", tmp_path / "best", "--num", 2)
+  assert len(list((tmp_path / "best").glob("*.png"))) == 2
+  refused = run_module("experiments.export", "--workdir", workdir, "--out",
+                       tmp_path / "g.safetensors", check=False)
+  assert refused.returncode != 0
+  assert refused.stderr.strip().splitlines()[-1] == (
+      f"error: --member: {workdir} holds a population of 4 members; choose one with --member K, "
+      f"K from 0 to 3")
 
 
 def test_member_flag_is_checked_against_the_run(trained_population, tmp_path):
