@@ -2,7 +2,8 @@
 the same real images and the same latent noise.
 
 `DIR/<preset>/seed<k>/` holds each run (a run already trained that far is not trained
-again); `DIR/compare.json`, `compare.md` and `compare.png` hold the result: per preset,
+again), or, when a preset's seeds train as one population (`dcgan_jax.population`),
+`DIR/<preset>/population/` holds them all, member k the k-th seed; `DIR/compare.json`, `compare.md` and `compare.png` hold the result: per preset,
 the mean and standard deviation over seeds of each score (a conditional run's
 attr_accuracy too, given `eval.attribute_classifier`), wall time and img/s (over all of
 a run's training sessions, when it was stopped and resumed), and one sample grid per preset
@@ -43,6 +44,19 @@ def run_directory(workdir: Path, preset: str, seed: int) -> Path:
   return workdir / preset / f"seed{seed}"
 
 
+def population_directory(workdir: Path, preset: str) -> Path:
+  return workdir / preset / "population"
+
+
+def _trained_to(directory: Path, num_steps: int) -> bool:
+  """Whether the run (or population) in `directory` finished `num_steps` steps."""
+  final_path = directory / "final.json"
+  if not final_path.exists():
+    return False
+  final = json.loads(final_path.read_text())
+  return (final[0] if isinstance(final, list) else final)["step"] >= num_steps
+
+
 def _shards_read(data_config: ml_collections.ConfigDict) -> Path | None:
   """The prepared shards that training reads for `data.dir`; None for synthetic faces."""
   return sources.prepared_dir(data_config) if data_config.source == "celeba" else None
@@ -64,17 +78,25 @@ def _check_same_data(configs: dict[str, ml_collections.ConfigDict]) -> None:
 
 
 def train_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict],
-               seeds: list[int]) -> None:
-  """Trains every preset x seed that is not already trained to its length."""
+               seeds: list[int], as_population: bool = False) -> None:
+  """Trains every preset x seed that is not already trained to its length: each seed
+  alone, or with `as_population` a preset's seeds as one population."""
   _check_same_data(configs)
   for name, config in configs.items():
+    if as_population:
+      directory = population_directory(workdir, name)
+      config_p = copy.deepcopy(config)
+      config_p.population.seeds = ",".join(str(seed) for seed in seeds)
+      if not _trained_to(directory, config_p.train.num_steps):
+        print(f"training {name} seeds {config_p.population.seeds} as one population in "
+              f"{directory}", flush=True)
+        train.train_and_evaluate(config_p, directory)
+      continue
     for seed in seeds:
       directory = run_directory(workdir, name, seed)
       config_k = copy.deepcopy(config)
       config_k.seed = seed
-      final_path = directory / "final.json"
-      num_steps = config_k.train.num_steps
-      if final_path.exists() and json.loads(final_path.read_text())["step"] >= num_steps:
+      if _trained_to(directory, config_k.train.num_steps):
         continue
       print(f"training {name} seed {seed} in {directory}", flush=True)
       train.train_and_evaluate(config_k, directory)
@@ -88,9 +110,10 @@ def wall_time_and_rate(final: dict[str, Any], batch_size: int) -> tuple[float, f
 
 
 def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], seeds: list[int],
-               num_samples: int, inception_weights: str | None = None
-               ) -> tuple[list[RunResult], dict[str, np.ndarray]]:
-  """Scores of every run against one evaluator, and each preset's first-seed samples."""
+               num_samples: int, inception_weights: str | None = None,
+               as_population: bool = False) -> tuple[list[RunResult], dict[str, np.ndarray]]:
+  """Scores of every run against one evaluator, and each preset's first-seed samples. A
+  population member's wall time is its population's divided among the members."""
   reference = copy.deepcopy(next(iter(configs.values())))
   reference.seed = 0
   evaluator = evaluation.Evaluator(reference, evaluation.cache_dir(reference, workdir),
@@ -98,9 +121,17 @@ def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], see
                                    download_weights=reference.eval.download_weights)
   results, grids = [], {}
   for name in configs:
-    for seed in seeds:
-      directory = run_directory(workdir, name, seed)
-      run = generate.load_run(directory)
+    for index, seed in enumerate(seeds):
+      if as_population:
+        directory = population_directory(workdir, name)
+        run = generate.load_run(directory, member=index)
+        final = json.loads((directory / "final.json").read_text())[index]
+        seconds, _ = wall_time_and_rate(final, run.config.train.batch_size)
+        final = final | {"total_seconds": seconds / len(seeds)}
+      else:
+        directory = run_directory(workdir, name, seed)
+        run = generate.load_run(directory)
+        final = json.loads((directory / "final.json").read_text())
       inputs = run.inputs(NOISE_SEED, evaluator.num_samples)
       images = generate.generate(run.variant, run.state, *inputs)
       scores = evaluator(images)
@@ -109,7 +140,6 @@ def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], see
       if classifier is not None:
         scores |= attribute_classifier.generator_accuracy(run.variant, run.state, *inputs,
                                                           classifier)
-      final = json.loads((directory / "final.json").read_text())
       results.append(RunResult(name, seed, scores,
                                *wall_time_and_rate(final, run.config.train.batch_size)))
       grids.setdefault(name, images[:GRID_SAMPLES])
@@ -161,11 +191,14 @@ def side_by_side(grids: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def compare(workdir: Path, configs: dict[str, ml_collections.ConfigDict], seeds: list[int],
-            num_samples: int, inception_weights: str | None = None) -> dict[str, Any]:
-  """Trains what is missing, scores everything, writes compare.json/.md/.png."""
+            num_samples: int, inception_weights: str | None = None,
+            as_population: bool = False) -> dict[str, Any]:
+  """Trains what is missing, scores everything, writes compare.json/.md/.png; with
+  `as_population`, each preset's seeds train as one population (same scores)."""
   workdir = Path(workdir)
-  train_runs(workdir, configs, seeds)
-  results, grids = score_runs(workdir, configs, seeds, num_samples, inception_weights)
+  train_runs(workdir, configs, seeds, as_population)
+  results, grids = score_runs(workdir, configs, seeds, num_samples, inception_weights,
+                              as_population)
   summary = summarise(results)
   report = {"seeds": seeds, "num_samples": num_samples, "noise_seed": NOISE_SEED,
             "presets": summary, "runs": [dataclasses.asdict(r) for r in results]}

@@ -1,7 +1,7 @@
 """Trains presets over several seeds on the same data and compares them side by side.
 
   python -m experiments.compare --workdir DIR --configs dcgan,lsgan,wgan_gp \
-      [--seeds 0,1,2] [--steps N] [--num_samples 1000] [--config.data.dir=...]
+      [--seeds 0,1,2] [--steps N] [--num_samples 1000] [--population] [--config.data.dir=...]
 
 A preset may carry its variant, as everywhere: `--configs dcgan:tiny,lsgan:tiny` compares
 the seconds-long forms.
@@ -10,6 +10,9 @@ Every preset x seed trains into DIR/<preset>/seed<k>/ (what is already trained i
 kept), then each is scored with the same real images and latent noise: DIR/compare.json,
 DIR/compare.md (the table) and DIR/compare.png (one sample grid per preset). Keys given
 as --config.KEY=VALUE apply to every preset (e.g. the data, or a smaller resolution).
+With --population, each preset's seeds train as one population in DIR/<preset>/population/
+(one jitted step for all of them; the same models as apart), and each member's wall time
+is its population's divided among the seeds.
 """
 
 import importlib
@@ -27,6 +30,8 @@ _CONFIGS = flags.DEFINE_list("configs", None, "Presets in experiments/configs/, 
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds each preset trains with.")
 _STEPS = flags.DEFINE_integer("steps", None, "Training steps of every run (default: each "
                               "preset's own length).")
+_POPULATION = flags.DEFINE_bool("population", False, "Train each preset's seeds as one "
+                                 "population (dcgan_jax.population) instead of one by one.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1000, "Generated (and real) images scored.")
 _WEIGHTS = flags.DEFINE_string("inception_weights", None,
                                "pt_inception-2015-12-05-6726825d.pth (default: search the cache).")
@@ -60,7 +65,7 @@ def main(argv: list[str]) -> None:
     seeds = [int(s) for s in _SEEDS.value]
     configs = {name: preset_config(name) for name in _CONFIGS.value}
     report = compare.compare(Path(_WORKDIR.value), configs, seeds, _NUM_SAMPLES.value,
-                             _WEIGHTS.value)
+                             _WEIGHTS.value, _POPULATION.value)
   except (ValueError, FileNotFoundError) as error:
     cli.fail(error)
   except train.TrainingStopped as stopped:

@@ -82,6 +82,23 @@ def test_a_second_comparison_trains_nothing_again(compared):
   assert checkpoint.stat().st_mtime_ns == before
 
 
+def test_seeds_trained_as_one_population_score_as_trained_apart(compared, tmp_path):
+  _, apart = compared
+  together = compare.compare(tmp_path, _configs(), SEEDS, num_samples=32, as_population=True)
+  assert [(r["preset"], r["seed"]) for r in together["runs"]] == [
+      (r["preset"], r["seed"]) for r in apart["runs"]]
+  for one, other in zip(together["runs"], apart["runs"]):
+    assert one["scores"]["swd"] == pytest.approx(other["scores"]["swd"], rel=1e-3)
+  for name in ("dcgan", "lsgan"):
+    final = json.loads((tmp_path / name / "population" / "final.json").read_text())
+    assert [entry["seed"] for entry in final] == SEEDS
+    for run in (r for r in together["runs"] if r["preset"] == name):
+      assert run["seconds"] == pytest.approx(final[0]["total_seconds"] / len(SEEDS))
+  written = (tmp_path / "dcgan" / "population" / "final.json").stat().st_mtime_ns
+  compare.train_runs(tmp_path, _configs(), SEEDS, as_population=True)
+  assert (tmp_path / "dcgan" / "population" / "final.json").stat().st_mtime_ns == written
+
+
 def test_presets_on_different_data_are_refused(tmp_path):
   configs = _configs()
   configs["lsgan"].data.resolution = 32
