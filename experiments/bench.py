@@ -102,14 +102,13 @@ def population_runner(config: ml_collections.ConfigDict, num_members: int
                       ) -> tuple[StepRunner, dict]:
   """The population step of `num_members` seeds, each member given the same batch."""
   config.population.seeds = ",".join(str(seed) for seed in range(num_members))
-  config.population.vmap_members = _VMAP_MEMBERS.value
-  members = population.members(config)
+  members = population.from_config(config)
   mesh = parallel.make_population_mesh(num_members)
-  state = population.init_population(config, members, (), parallel.member_sharded(mesh))
-  settings = population.settings_arrays(members)
+  state = population.init_population(members, parallel.member_sharded(mesh))
+  settings = jax.device_put(members.settings(), parallel.member_sharded(mesh))
   batch = jax.device_put(pipeline.stack_batches([random_batch(config)] * num_members),
                          parallel.member_batch_sharded(mesh))
-  train_step = population.population_step(config, members, (), mesh)
+  train_step = population.population_step(members, mesh, _VMAP_MEMBERS.value)
 
   start = time.perf_counter()
   compiled = train_step.lower(state, batch, settings).compile()

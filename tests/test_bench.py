@@ -26,6 +26,20 @@ def test_bench_prints_consistent_json_line():
 
 
 @pytest.mark.slow
+def test_population_bench_reports_both_aggregates_and_their_ratio():
+  result = run_module("experiments.bench", "--batch_size", 8, "--resolution", 16, "--nf", 8,
+                      "--steps", 3, "--rounds", 2, "--warmup", 0, "--population", 3,
+                      "--vmap_members", 2)
+  report = json.loads(result.stdout.strip())
+  assert (report["population"], report["vmap_members"]) == (3, 2)
+  assert report["mesh"] == {"members": 1, "data": 1}
+  assert report["images_per_s"] > 0 and report["population_images_per_s"] > 0
+  # Both count 3 runs' images over the same steps: the ratio is that of the two rates.
+  expected = report["population_images_per_s"] / report["images_per_s"]
+  assert abs(report["speedup"] - expected) <= 0.011 + 0.01 * expected
+
+
+@pytest.mark.slow
 def test_growth_bench_prints_each_stage_and_the_schedule_time_from_their_rates():
   result = run_module("experiments.bench_growth", "--config", "progan128:tiny", "--steps", 2,
                       "--warmup", 0, "--config.train.num_steps=12")
