@@ -20,18 +20,22 @@ def make_mesh() -> Mesh:
   return Mesh(np.array(jax.devices()), (DATA_AXIS,))
 
 
-def population_mesh_shape(num_members: int, num_devices: int) -> tuple[int, int]:
+def population_mesh_shape(num_members: int, num_devices: int,
+                          num_processes: int = 1) -> tuple[int, int]:
   """(member groups, data shards): the members spread over as many devices as divide them
   evenly (all of them when the members are a multiple of the devices, so that no gradient
-  crosses a device), each member's batch split over the rest."""
-  groups = math.gcd(num_members, num_devices)
+  crosses a device), each member's batch split over the rest. Over several processes
+  every member's batch is split over all devices, as a solo run's is, so that each
+  process reads its part of every member's batch."""
+  groups = math.gcd(num_members, num_devices) if num_processes == 1 else 1
   return groups, num_devices // groups
 
 
 def make_population_mesh(num_members: int) -> Mesh:
   """A (members, data) mesh over every device of every process."""
   devices = np.array(jax.devices())
-  return Mesh(devices.reshape(population_mesh_shape(num_members, devices.size)),
+  return Mesh(devices.reshape(population_mesh_shape(num_members, devices.size,
+                                                    jax.process_count())),
               (MEMBERS_AXIS, DATA_AXIS))
 
 

@@ -1,6 +1,7 @@
 """Runs the project's entry points as a user would, in a subprocess from the repo root."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,13 @@ SYNTHETIC_TINY = "experiments/configs/synthetic.py:tiny"
 def with_xla_flags(*extra: str) -> dict[str, str]:
   """An environment's XLA_FLAGS: the suite's own (see conftest) and `extra`."""
   return {"XLA_FLAGS": " ".join([os.environ.get("XLA_FLAGS", ""), *extra]).strip()}
+
+
+def free_port() -> int:
+  """A TCP port free now on this machine, for a multi-process run's coordinator."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
 
 
 def run_module(module: str, *args: str, env: dict[str, str] | None = None,

@@ -4,7 +4,6 @@
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ import pytest
 from dcgan_jax import checkpointing
 from dcgan_jax.train_state import abstract_state, setup_from_config
 from experiments.configs import synthetic
-from tests.cli import REPO, SYNTHETIC_TINY, train, with_xla_flags
+from tests.cli import REPO, SYNTHETIC_TINY, free_port, train, with_xla_flags
 from tests.runs import train_tiny
 
 # Trains whole runs (several, or in other processes): left out of the quick check.
@@ -60,14 +59,8 @@ def test_batch_that_does_not_divide_over_devices_is_refused(tmp_path):
   assert "train.batch_size 18 must divide by the number of devices 4" in result.stderr
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_of_two_devices_match_one_device(one_device, tmp_path):
-  port = _free_port()
+  port = free_port()
   processes = [
       subprocess.Popen(
           [sys.executable, "-m", "experiments.celeba", "--workdir", str(tmp_path),

@@ -3,9 +3,11 @@ resumed bit-identically, spread over devices; and what cannot be a member's sett
 refused in one line."""
 
 import json
+import os
 import subprocess
 import sys
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -13,15 +15,17 @@ import pytest
 from dcgan_jax import generate, parallel, train
 from dcgan_jax.train_state import state_fingerprint
 from tests import population_runs
-from tests.cli import REPO, run_module, with_xla_flags
+from tests.cli import REPO, SYNTHETIC_TINY, free_port, run_module, with_xla_flags
 from tests.runs import tiny_config
 
 
+# Four members, each evaluated (SWD on 64 images) every 4 of its 8 steps.
+_POPULATION_OVERRIDES = {"population.seeds": "0,1", "population.sweep": "train.d_lr=1e-4,2e-4",
+                         "eval.every_steps": 4, "eval.download_weights": False}
+
+
 def _population_config(overrides=None) -> ml_collections.ConfigDict:
-  """Four members, each evaluated (SWD on 64 images) every 4 of its 8 steps."""
-  return tiny_config({"population.seeds": "0,1", "population.sweep": "train.d_lr=1e-4,2e-4",
-                      "eval.every_steps": 4, "eval.download_weights": False,
-                      **(overrides or {})})
+  return tiny_config({**_POPULATION_OVERRIDES, **(overrides or {})})
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +75,32 @@ def test_a_population_stopped_and_resumed_is_bit_identical(trained_population, t
   resumed = train.train_and_evaluate(_population_config(), tmp_path)
   assert [entry["state_fingerprint"] for entry in resumed] == [
       entry["state_fingerprint"] for entry in final]
+
+
+@pytest.mark.slow
+def test_two_processes_of_two_devices_train_the_population_of_one(trained_population,
+                                                                   tmp_path):
+  workdir, final = trained_population
+  port = free_port()
+  overrides = [f"--config.{key}={value}" for key, value in _POPULATION_OVERRIDES.items()]
+  processes = [
+      subprocess.Popen(
+          [sys.executable, "-m", "experiments.celeba", "--workdir", str(tmp_path), "--config",
+           SYNTHETIC_TINY, *overrides, f"--coordinator_address=127.0.0.1:{port}",
+           "--num_processes=2", f"--process_id={i}"],
+          cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu",
+                         **with_xla_flags("--xla_force_host_platform_device_count=2")},
+          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)]
+  outputs = [p.communicate(timeout=300)[0] for p in processes]
+  assert [p.returncode for p in processes] == [0, 0], outputs
+  spread = json.loads((tmp_path / "final.json").read_text())
+  assert [(entry["num_devices"], entry["num_processes"]) for entry in spread] == [(4, 2)] * 4
+  for member in range(len(final)):
+    one = generate.load_run(workdir, member=member).state
+    two = generate.load_run(tmp_path, member=member).state
+    for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(two)):
+      np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -132,6 +162,8 @@ def test_mesh_spreads_members_over_devices_when_they_divide():
   assert parallel.population_mesh_shape(2, 4) == (2, 2)
   assert parallel.population_mesh_shape(3, 4) == (1, 4)
   assert parallel.population_mesh_shape(5, 1) == (1, 1)
+  # Over processes, each reads its part of every member's batch, as a solo run's.
+  assert parallel.population_mesh_shape(4, 4, num_processes=2) == (1, 4)
 
 
 _FOUR_DEVICE_SCRIPT = """
