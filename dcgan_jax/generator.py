@@ -288,7 +288,8 @@ def load_generator(source: str | os.PathLike, step: int | str | None = None,
   path = Path(source)
   if path.suffix != ".safetensors":
     return _from_run(path, step, member)
-  if step is not None or member is not None:
-    raise ValueError(f"{'step' if step is not None else 'member'}: {path} holds the generator "
-                     f"of one step of one run; leave it out")
+  if step is not None:
+    raise ValueError(f"step: {path} holds the generator of one step; leave step out")
+  if member is not None:
+    raise ValueError(f"member: {path} holds the generator of one run; leave member out")
   return _from_file(path)

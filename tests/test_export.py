@@ -254,6 +254,8 @@ def test_load_generator_refuses_bad_sources_in_one_line(ema_run, tmp_path, monke
   export.write(load_generator(ema_run), path)
   with pytest.raises(ValueError, match=r"holds the generator of one step; leave step out$"):
     load_generator(path, step=2)
+  with pytest.raises(ValueError, match=r"holds the generator of one run; leave member out$"):
+    load_generator(path, member=0)
   foreign = tmp_path / "foreign.safetensors"
   foreign.write_bytes(safetensors.numpy.save({"w": np.zeros(3, np.float32)}))
   with pytest.raises(ValueError, match=r"is a safetensors file but not a generator file"):
