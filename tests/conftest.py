@@ -6,7 +6,15 @@ import tempfile
 
 import pytest
 
-from tests.runs import train_tiny
+# One BLAS (and OpenMP) thread per process: xdist's workers and the commands tests start
+# share the cores, and OpenBLAS's threads spinning for a core another process holds made
+# NumPy's 2048-d eigendecompositions (FID, checks of saved statistics) 5 to 8 times slower.
+# Set before numpy loads, here and in every process started from here; pyproject leaves
+# out jaxtyping's pytest plugin, which would load numpy first.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+  os.environ.setdefault(_variable, "1")
+
+from tests.runs import train_tiny  # pylint: disable=g-import-not-at-top  (after the above)
 
 _CACHE_DIR = pytest.StashKey[str]()
 

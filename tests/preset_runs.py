@@ -1,7 +1,7 @@
-"""Trains every preset's `:tiny` variant for a few steps on synthetic faces, with one D
-update per step, into DIR/<preset>/: in the test process, or as
-`python -m tests.preset_runs DIR` in a process of its own (e.g. with several forced CPU
-devices)."""
+"""Trains every preset's `:tiny` variant (or those named) for a few steps on synthetic
+faces, with one D update per step, into DIR/<preset>/: in the test process, or as
+`python -m tests.preset_runs DIR [PRESET ...]` in a process of its own (e.g. with several
+forced CPU devices)."""
 
 import importlib
 import sys
@@ -31,4 +31,4 @@ def train_presets(workdir: Path, names=PRESETS) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-  train_presets(Path(sys.argv[1]))
+  train_presets(Path(sys.argv[1]), sys.argv[2:] or PRESETS)

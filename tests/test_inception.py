@@ -458,6 +458,9 @@ def test_a_failed_first_use_download_is_not_retried_for_a_day(reference, weights
 
 SAMPLE_ZIP = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_sample"
               / "img_align_celeba.zip")
+# Images scored per folder, in one Inception batch: the tests below and the commands they
+# start run one program, compiled once into the suite's cache.
+FOLDER_NUM = 8
 
 
 @pytest.fixture(scope="module")
@@ -486,7 +489,7 @@ def test_folder_scores_rank_blurred_faces_worse_and_statistics_stand_in_for_imag
     reference, face_folders, tmp_path):
   variables = inception.load_inception_params(reference.zip_path)
   preparation = image_sets.Preparation(crop=178, resolution=64)
-  a, b, blurred = (image_sets.load_image_set(folder, preparation, num=12)
+  a, b, blurred = (image_sets.load_image_set(folder, preparation, num=FOLDER_NUM)
                    for folder in face_folders)
   real = image_sets.score(a, b, variables)
   worse = image_sets.score(a, blurred, variables)
@@ -504,14 +507,14 @@ def test_folder_scores_rank_blurred_faces_worse_and_statistics_stand_in_for_imag
 def test_fid_cli_on_folders_and_saved_statistics(reference, face_folders, tmp_path):
   a, b, _ = face_folders
   stats = tmp_path / "a.npz"
-  first = run_module("experiments.fid", a, b, "--num", 8, "--inception_weights",
+  first = run_module("experiments.fid", a, b, "--num", FOLDER_NUM, "--inception_weights",
                      reference.zip_path, "--save_stats", stats)
   scores = json.loads(first.stdout.strip().splitlines()[-1])
-  assert scores["num"] == [8, 8] and scores["fid"] > 0 and scores["swd"] > 0
+  assert scores["num"] == [FOLDER_NUM] * 2 and scores["fid"] > 0 and scores["swd"] > 0
   with np.load(stats) as saved:
     assert saved["mu"].shape == (2048,) and saved["sigma"].shape == (2048, 2048)
   # FID is symmetric: B against A's saved statistics gives the same number.
-  second = run_module("experiments.fid", b, stats, "--num", 8, "--inception_weights",
+  second = run_module("experiments.fid", b, stats, "--num", FOLDER_NUM, "--inception_weights",
                       reference.zip_path)
   assert json.loads(second.stdout.strip().splitlines()[-1])["fid"] == pytest.approx(
       scores["fid"], rel=1e-6)

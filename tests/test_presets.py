@@ -52,11 +52,17 @@ def test_preset_trains_its_tiny_variant(name, preset_runs):
   assert all(np.isfinite(v) for v in final["metrics"].values())
 
 
+# dcgan_ttur is dcgan's networks, loss and normalisation at other learning rates: on four
+# devices it takes no path that dcgan does not.
+DISTINCT_PRESETS = tuple(name for name in PRESETS if name != "dcgan_ttur")
+
+
 def test_every_preset_trains_the_same_model_on_four_devices(preset_runs, tmp_path):
   """Each preset's networks, loss, penalty and normalisation."""
   one = preset_runs[0]
-  run_module("tests.preset_runs", tmp_path, env=with_xla_flags("--xla_force_host_platform_device_count=4"))
-  for name in PRESETS:
+  run_module("tests.preset_runs", tmp_path, *DISTINCT_PRESETS,
+             env=with_xla_flags("--xla_force_host_platform_device_count=4"))
+  for name in DISTINCT_PRESETS:
     assert json.loads((tmp_path / name / "final.json").read_text())["num_devices"] == 4
     config = tiny_preset(name)
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])

@@ -16,7 +16,7 @@ import pytest
 from dcgan_jax import summaries
 from dcgan_jax.report import page
 from tests.cli import REPO, SYNTHETIC_TINY, train as train_cli
-from tests.runs import checkpoint_steps, fingerprint, train_tiny
+from tests.runs import checkpoint_steps, fingerprint, tiny_config, train_tiny
 
 # Trains whole runs in other processes: left out of the quick check.
 pytestmark = pytest.mark.slow
@@ -65,11 +65,19 @@ def test_sigterm_saves_where_it_stopped_and_the_rerun_ends_as_an_uninterrupted_r
   and a second process in the same workdir is refused at once, naming the first."""
   workdir = tmp_path / "run"
   process = _start_training(workdir, *LONG, "--config.data.num_workers=1")
-  _wait_for_step(workdir, 3, process)
-  second = subprocess.run(
-      [sys.executable, "-m", "experiments.celeba", "--workdir", str(workdir), "--config",
-       SYNTHETIC_TINY], cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
-      capture_output=True, text=True, timeout=120)
+  # Into the second epoch, so the rerun picks the data stream up in a reshuffled epoch.
+  config = tiny_config()
+  _wait_for_step(workdir, config.data.num_images // config.train.batch_size + 2, process)
+  # Paused while the second process starts, which takes seconds: stopped a few steps
+  # later, the uninterrupted run to compare with stays short.
+  process.send_signal(signal.SIGSTOP)
+  try:
+    second = subprocess.run(
+        [sys.executable, "-m", "experiments.celeba", "--workdir", str(workdir), "--config",
+         SYNTHETIC_TINY], cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True, text=True, timeout=120)
+  finally:
+    process.send_signal(signal.SIGCONT)
   assert second.returncode == 2
   assert second.stderr.strip().splitlines()[-1].startswith(
       f"error: --workdir {workdir} is in use by process {process.pid} on ")
