@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from dcgan_jax import files, generate, summaries, train
+from dcgan_jax.spread import RunResult, markdown_table, summarise
 from dcgan_jax.data import sources
 from dcgan_jax.eval import attribute_classifier
 from dcgan_jax.eval import evaluator as evaluation
@@ -29,15 +30,6 @@ from dcgan_jax.eval import evaluator as evaluation
 # The noise every compared run is scored and drawn with: one seed for all.
 NOISE_SEED = 12345
 GRID_SAMPLES = 16
-
-
-@dataclasses.dataclass(frozen=True)
-class RunResult:
-  preset: str
-  seed: int
-  scores: dict[str, float]
-  seconds: float
-  images_per_s: float
 
 
 def run_directory(workdir: Path, preset: str, seed: int) -> Path:
@@ -144,39 +136,6 @@ def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], see
                                *wall_time_and_rate(final, run.config.train.batch_size)))
       grids.setdefault(name, images[:GRID_SAMPLES])
   return results, grids
-
-
-def summarise(results: list[RunResult]) -> dict[str, dict[str, Any]]:
-  """Per preset: mean, standard deviation (over seeds, ddof 1) and values of each score."""
-  summary: dict[str, dict[str, Any]] = {}
-  for name in dict.fromkeys(r.preset for r in results):
-    runs = [r for r in results if r.preset == name]
-    columns = {key: [r.scores[key] for r in runs] for key in runs[0].scores}
-    columns |= {"seconds": [r.seconds for r in runs], "img_per_s": [r.images_per_s for r in runs]}
-    summary[name] = {key: {"mean": float(np.mean(v)),
-                           "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                           "values": [float(x) for x in v]} for key, v in columns.items()}
-  return summary
-
-
-# The scores compare.md shows, by their column titles.
-_SCORE_TITLES = {"swd": "SWD", "fid": "FID", "kid": "KID", "attr_accuracy": "attr_accuracy"}
-
-
-def markdown_table(summary: dict[str, dict[str, Any]], seeds: list[int]) -> str:
-  """Each score's mean ± std per preset ("-" where a preset has none: attr_accuracy is
-  only a conditional run's), wall time and img/s."""
-  score_keys = [k for k in _SCORE_TITLES if any(k in columns for columns in summary.values())]
-  header = (["preset"] + [f"{_SCORE_TITLES[k]} (mean ± std over {len(seeds)} seeds)"
-                          for k in score_keys]
-            + ["wall time (s)", "img/s"])
-  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-  for name, columns in summary.items():
-    cells = [name] + [f"{columns[k]['mean']:.4g} ± {columns[k]['std']:.2g}" if k in columns
-                      else "-" for k in score_keys]
-    cells += [f"{columns['seconds']['mean']:.0f}", f"{columns['img_per_s']['mean']:.0f}"]
-    lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines) + "\n"
 
 
 def side_by_side(grids: dict[str, np.ndarray]) -> np.ndarray:

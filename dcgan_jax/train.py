@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from dcgan_jax import (checkpointing, config_checks, files, generate, parallel, population,
-                       run_dir, steps, summaries)
+                       run_dir, spread, steps, summaries)
 from dcgan_jax.data import pipeline, sources
 from dcgan_jax.eval import attribute_classifier
 from dcgan_jax.eval import evaluator as evaluation
@@ -86,6 +86,10 @@ def session_recorder(workdir: Path, earlier: list[dict[str, float]], first_step:
       files.write_json(workdir / SESSIONS, sessions)
     return sum(session["seconds"] for session in sessions)
   return record
+
+
+# DIR/population.md: a population's scores per swept setting, mean and spread over seeds.
+POPULATION_TABLE = "population.md"
 
 
 class TrainingStopped(RuntimeError):
@@ -320,11 +324,16 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     finals.append(final)
   final = finals if members else finals[0]
   if is_main_process:
+    written = []
     if members:
       for output, member_final in zip(outputs, finals):
         files.write_json(output.workdir / "final.json", member_final)
+      table = spread.population_table(finals, config.train.batch_size)
+      files.write_atomic(workdir / POPULATION_TABLE, table.encode())
+      print(table, end="", flush=True)
+      written.append(f"{POPULATION_TABLE} {workdir / POPULATION_TABLE}")
     files.write_json(workdir / "final.json", final)
-    written = [f"final.json {workdir / 'final.json'}"]
+    written.insert(0, f"final.json {workdir / 'final.json'}")
     for output in outputs:
       grids = sorted((output.workdir / "samples").glob("step_*.png"))
       if grids:

@@ -69,6 +69,18 @@ def test_a_trained_population_writes_each_member_as_its_solo_run(trained_populat
   assert (run.config.seed, run.config.train.d_lr) == (1, 1e-4)
 
 
+def test_the_population_table_gives_each_settings_mean_and_spread_over_seeds(trained_population):
+  workdir, final = trained_population
+  rows = (workdir / "population.md").read_text().splitlines()
+  assert rows[0].startswith("| settings | SWD (mean ± std over 2 seeds) |")
+  for row, d_lr in zip(rows[2:], (1e-4, 2e-4)):
+    swd = [entry["eval"]["last"]["swd"] for entry in final
+           if entry["settings"] == {"train.d_lr": d_lr}]
+    assert row.split(" | ")[:2] == [
+        f"| train.d_lr={d_lr:g}", f"{np.mean(swd):.4g} ± {np.std(swd, ddof=1):.2g}"]
+  assert len(rows) == 4
+
+
 def test_a_population_stopped_and_resumed_is_bit_identical(trained_population, tmp_path):
   workdir, final = trained_population
   train.train_and_evaluate(_population_config({"train.num_steps": 4}), tmp_path)
@@ -120,6 +132,15 @@ def test_commands_read_the_member_they_are_given(trained_population, tmp_path):
   assert refused.stderr.strip().splitlines()[-1] == (
       f"error: --member: {workdir} holds a population of 4 members; choose one with --member K, "
       f"K from 0 to 3")
+
+
+def test_a_member_that_diverges_stops_the_population_naming_it(tmp_path):
+  config = tiny_config({"population.seeds": "0", "population.sweep": "train.d_lr=2e-4,1e30"})
+  with pytest.raises(train.TrainingStopped,
+                     match=r"^training diverged: non-finite parameters or metrics at step \d+ "
+                           r"in member 1 \(seed=0, train.d_lr=1e\+30\); ") as stopped:
+    train.train_and_evaluate(config, tmp_path)
+  assert "\n" not in str(stopped.value)
 
 
 def test_member_flag_is_checked_against_the_run(trained_population, tmp_path):
