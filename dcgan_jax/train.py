@@ -341,6 +341,8 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       if config.train.write_report:
         report = _write_report(config, workdir, output.index, report_space)
         written.append(f"{output.name}report {report / 'index.html'}")
+    if members and config.train.write_report:  # the members' page, linking their reports
+      written.append(f"report {_write_report(config, workdir, space=report_space) / 'index.html'}")
     print("\n".join(written), flush=True)
   return final
 

@@ -81,6 +81,19 @@ def test_the_population_table_gives_each_settings_mean_and_spread_over_seeds(tra
   assert len(rows) == 4
 
 
+def test_the_population_report_shows_the_spread_and_every_members_samples(trained_population):
+  from dcgan_jax.report import assemble  # pylint: disable=g-import-not-at-top  (matplotlib)
+  workdir, final = trained_population
+  page = (assemble.write_report(workdir) / "index.html").read_text()
+  table = (workdir / "population.md").read_text().splitlines()
+  for row in table[2:]:
+    assert "<tr><td>" + "</td><td>".join(cell.strip() for cell in row.strip("|").split("|")) in page
+  for entry in final:
+    grid = f"../members/{entry['member']}/samples/step_0000008.png"
+    assert f'<img src="{grid}"' in page
+    assert (workdir / "report" / grid).exists()
+
+
 def test_a_population_stopped_and_resumed_is_bit_identical(trained_population, tmp_path):
   workdir, final = trained_population
   train.train_and_evaluate(_population_config({"train.num_steps": 4}), tmp_path)

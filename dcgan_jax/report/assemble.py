@@ -11,13 +11,14 @@
 """
 
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from dcgan_jax import files, generate, growth, run_dir, summaries
+from dcgan_jax import files, generate, growth, population, run_dir, spread, summaries
 from dcgan_jax.data import sources
 from dcgan_jax.report import figures, neighbours, page
 
@@ -57,6 +58,8 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
   """Writes DIR/report/ for the run's latest checkpoint and returns that directory; of a
   population's `member`, in its directory (`run_dir.member_dir`)."""
   workdir = Path(workdir)
+  if member is None and population.is_population(run_dir.read_config(workdir)):
+    return write_population_report(workdir)
   run = generate.load_run(workdir, member=member)
   if member is not None:
     workdir = run_dir.member_dir(workdir, member)
@@ -141,4 +144,30 @@ def write_report(workdir: Path, *, num_neighbours: int = 8, seed: int = 0,
   files.write_atomic(report_dir / "index.html",
                      page.index_html(workdir, report_dir, run.step, run.config, images, notes,
                                      facts).encode())
+  return report_dir
+
+
+def write_population_report(workdir: Path) -> Path:
+  """Writes a trained population's DIR/report/index.html: the spread of each setting over
+  its seeds and every member's last sample grid, linked to the member's own report."""
+  final_path = workdir / "final.json"
+  if not final_path.exists():
+    raise FileNotFoundError(f"{workdir} has no final.json yet: a population's page needs its "
+                            f"members' results; give --member K for one member's report")
+  finals = run_dir.read_json(final_path, list)
+  report_dir = workdir / "report"
+  report_dir.mkdir(exist_ok=True)
+  members = []
+  for final in finals:
+    member_dir = run_dir.member_dir(workdir, final["member"])
+    grids = figures.sample_grid_paths(member_dir)
+    member_report = member_dir / "report" / "index.html"
+    members.append((final["member"],
+                    os.path.relpath(grids[-1], report_dir) if grids else None,
+                    os.path.relpath(member_report, report_dir) if member_report.exists()
+                    else None))
+  config = run_dir.read_config(workdir)
+  table = spread.population_table(finals, config.train.batch_size)
+  files.write_atomic(report_dir / "index.html",
+                     page.population_html(workdir, finals, table, members).encode())
   return report_dir

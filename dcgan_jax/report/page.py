@@ -96,3 +96,54 @@ def report_step(report_dir: Path) -> int | None:
     return None
   found = re.search(r"<p>Checkpoint step (\d+)\.", index.read_text())
   return int(found.group(1)) if found else None
+
+
+def _table_html(markdown: str) -> str:
+  """A markdown table (as `spread.markdown_table` writes one) as an HTML table."""
+  rows = [[html.escape(cell.strip()) for cell in line.strip().strip("|").split("|")]
+          for line in markdown.strip().splitlines() if not line.startswith("| ---")
+          and not line.startswith("|---")]
+  header, *body = rows
+  return ("<table class=spread><tr>" + "".join(f"<th>{cell}</th>" for cell in header)
+          + "</tr>\n" + "\n".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row)
+                                  + "</tr>" for row in body) + "</table>")
+
+
+def population_html(workdir: Path, finals: list[dict], spread_table: str,
+                    members: list[tuple[int, Path | None, Path | None]]) -> str:
+  """A population's page: each setting's spread over seeds (`spread_table`), then a row
+  per member (final.json's entry) with its last sample grid and a link to its report,
+  given as (member, grid, report) paths relative to the page."""
+  title = html.escape(f"DCGAN population: {workdir.resolve()}")
+  rows = []
+  for final, (index, grid, report) in zip(finals, members):
+    settings = ", ".join(f"{key}={value:g}" for key, value in final["settings"].items())
+    scores = dict(final["eval"].get("last", {}))
+    scores.pop("step", None)
+    cells = [str(index), str(final["seed"]), html.escape(settings or "-"),
+             html.escape(", ".join(f"{name} {value:.4g}" for name, value in sorted(scores.items())
+                                   if "/" not in name) or "-"),
+             f'<a href="{report}">report</a>' if report else "-",
+             f'<img src="{grid}" alt="member {index}" width="256">' if grid else "-"]
+    rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+  return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1400px; }}
+img {{ image-rendering: pixelated; border: 1px solid #ddd; }}
+td, th {{ padding: .2em 1em .2em 0; text-align: left; vertical-align: top; }}
+td {{ font-family: monospace; }}
+</style></head>
+<body>
+<h1>{title}</h1>
+<p>{len(finals)} members at step {finals[0]["step"]:,}. Each setting's scores at the last
+evaluation, mean &plusmn; std over its seeds:</p>
+{_table_html(spread_table)}
+<h2>Members</h2>
+<table class=members>
+<tr><th>member</th><th>seed</th><th>settings</th><th>last evaluation</th><th>report</th>
+<th>samples</th></tr>
+{chr(10).join(rows)}
+</table>
+</body></html>
+"""
