@@ -39,6 +39,7 @@ SWEEPABLE_KEYS = (
 # among them: it adds a head to D, so its weight may not be swept through 0.
 _SWITCHED_BY_ZERO = ("train.g_ema_decay", "loss.drift_weight")
 
+
 @dataclasses.dataclass(frozen=True)
 class Member:
   """One run of a population: its seed and its values of the swept keys."""
@@ -49,6 +50,10 @@ class Member:
   def describe(self) -> str:
     return ", ".join([f"seed={self.seed}", *(f"{key}={value:g}" for key, value in self.settings)])
 
+  def entry(self) -> dict[str, Any]:
+    """The member as its final.json entry names it."""
+    return {"seed": self.seed, "settings": dict(self.settings)}
+
 
 def _parse_seeds(text: str) -> list[int]:
   try:
@@ -58,6 +63,10 @@ def _parse_seeds(text: str) -> list[int]:
                      f"e.g. 0,1,2,3") from None
   if len(set(seeds)) != len(seeds):
     raise ValueError(f"population.seeds {text!r} repeats a seed; each member needs its own")
+  rule = config_checks.RULES["seed"]
+  for seed in seeds:
+    if not rule.holds(seed):
+      raise ValueError(f"population.seeds: seed {seed}: expected {rule.expected}")
   return seeds
 
 
@@ -259,8 +268,3 @@ def of_member(tree: Any, index: int) -> Any:
   """Member `index`'s part of stacked per-member arrays: its train state as its solo run
   holds it, its metrics."""
   return jax.tree.map(lambda leaf: leaf[index], tree)
-
-
-def describe(member: Member) -> dict[str, Any]:
-  """The member as its final.json entry names it."""
-  return {"seed": member.seed, "settings": dict(member.settings)}

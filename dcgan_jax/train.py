@@ -235,7 +235,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
            start_time: float, classifier: attribute_classifier.TrainedClassifier | None
            ) -> dict[str, Any] | list[dict[str, Any]]:
   is_main_process = jax.process_index() == 0
-  source = sources.create_source(config.data, config.seed)
+  source = outputs[0].source  # the members' data differ at most in their seeds' synthetic faces
   checkpointing.check_checkpoint_directory(workdir / "checkpoints")
   manager = checkpointing.create_manager(workdir / "checkpoints", config.train.keep_checkpoints)
   resume_step = manager.latest_step()
@@ -319,8 +319,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
         "state_fingerprint": state_fingerprint(output.of(state)),
     }
     if output.index is not None:
-      final = {"member": output.index,
-               **population.describe(members.members[output.index]), **final}
+      final = {"member": output.index, **members.members[output.index].entry(), **final}
     finals.append(final)
   final = finals if members else finals[0]
   if is_main_process:

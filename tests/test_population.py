@@ -179,6 +179,7 @@ def test_member_flag_is_checked_against_the_run(trained_population, tmp_path):
     ({"population.sweep": "train.d_lr=1e-4;train.d_lr=2e-4"}, "names train.d_lr twice"),
     ({"population.seeds": "0,1,0"}, "repeats a seed"),
     ({"population.seeds": "0,one"}, "expected comma-separated integers"),
+    ({"population.seeds": "0,-1"}, "population.seeds: seed -1: expected an integer from 0"),
     ({"population.seeds": "0,1", "model.arch": "progan", "data.resolution": 16},
      "model.arch=progan grows them"),
     ({"population.sweep": "loss.aux_classifier_weight=0,1"}, "mixes 0 and non-zero"),
