@@ -66,6 +66,18 @@ def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
                  out_shardings=(state_sharding, state_sharding), donate_argnums=0)
 
 
+def to_host(tree):
+  """Every leaf as one numpy array on this host, read from the devices that hold its parts
+  (no program runs: slicing a member out of a member-sharded array on the devices would
+  compile one with a collective); a leaf replicated over processes is read from this
+  process's copy."""
+  def read(leaf):
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      return np.asarray(leaf.addressable_data(0))
+    return np.asarray(leaf)
+  return jax.tree.map(read, tree)
+
+
 def check_global_batch_size(global_batch_size: int, mesh: Mesh) -> None:
   shards = mesh.shape[DATA_AXIS]
   if global_batch_size % shards:

@@ -121,12 +121,34 @@ def _host_scalars(metrics: dict[str, jax.Array]) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-@jax.jit
-def _non_finite(state: TrainState, metrics: dict[str, jax.Array]) -> jax.Array:
+def _any_non_finite(state: TrainState, metrics: dict[str, jax.Array]) -> jax.Array:
   """Whether any float in the state or the metrics is NaN or infinite: one device
   reduction, run before anything is written from the state."""
   leaves = [x for x in jax.tree.leaves((state, metrics)) if jnp.issubdtype(x.dtype, jnp.floating)]
   return jnp.logical_not(jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])))
+
+
+_non_finite = jax.jit(_any_non_finite)
+# A population's, (P,): each member's reduction on the devices that hold it.
+_non_finite_members = jax.jit(jax.vmap(_any_non_finite))
+
+
+def _diverged(state: TrainState, metrics: dict[str, jax.Array], outputs: list["_Output"]
+              ) -> list[int]:
+  """The indices of the outputs whose state or metrics went non-finite."""
+  if outputs[0].index is None:
+    return [0] if bool(_non_finite(state, metrics)) else []
+  return [int(index) for index in
+          np.flatnonzero(parallel.to_host(_non_finite_members(state, metrics)))]
+
+
+def _views(tree: Any, outputs: list["_Output"]) -> list[Any]:
+  """Each output's part of the loop's state or metrics: the run's own for a solo run; a
+  population's read to the host once and sliced there."""
+  if outputs[0].index is None:
+    return [tree]
+  host = parallel.to_host(tree)
+  return [population.of_member(host, output.index) for output in outputs]
 
 
 @contextlib.contextmanager
@@ -163,10 +185,6 @@ class _Output:
   writer: summaries.MetricWriter | None = None
   best_manager: Any = None
   last_scalars: dict[str, float] = dataclasses.field(default_factory=dict)
-
-  def of(self, tree: Any) -> Any:
-    """This run's part of the loop's state or metrics."""
-    return tree if self.index is None else population.of_member(tree, self.index)
 
   @property
   def name(self) -> str:
@@ -306,7 +324,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   seconds = time.time() - start_time
   total_seconds = record_session(step, seconds)
   finals = []
-  for output in outputs:
+  for output, output_state in zip(outputs, _views(state, outputs)):
     final = {
         "step": step,
         "num_devices": mesh.size,
@@ -316,7 +334,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
         "metrics": output.last_scalars,
         "eval": summaries.evaluation_scores(
             summaries.read_metrics(output.workdir / "metrics.jsonl")),
-        "state_fingerprint": state_fingerprint(output.of(state)),
+        "state_fingerprint": state_fingerprint(output_state),
     }
     if output.index is not None:
       final = {"member": output.index, **members.members[output.index].entry(), **final}
@@ -436,7 +454,7 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   first_step = step_of(state)
   # Drawing the grid now compiles what the sample grids reuse, and times one for the ETA.
   started = time.perf_counter()
-  generate.generate(variant.after_steps(first_step), outputs[0].of(state), *sample_inputs[0])
+  generate.generate(variant.after_steps(first_step), _views(state, outputs)[0], *sample_inputs[0])
   expected_pauses = {"sample grid": len(outputs) * (time.perf_counter() - started)}
   evaluators, eval_inputs = [], []
   if config.eval.every_steps:
@@ -477,7 +495,7 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
   pending = None  # (step, metrics) of the last log step, read one step late.
 
   def log(step: int, metrics: dict[str, jax.Array]) -> None:
-    member_scalars = [_host_scalars(output.of(metrics)) for output in outputs]
+    member_scalars = [_host_scalars(output_metrics) for output_metrics in _views(metrics, outputs)]
     # The line shows the members' mean and their images together.
     line_scalars = {name: float(np.mean([scalars[name] for scalars in member_scalars]))
                     for name in member_scalars[0]}
@@ -489,10 +507,9 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       output.writer.write_scalars(step, output.last_scalars)
     record_session(step, elapsed)
 
-  def evaluate(step: int, index: int) -> None:
+  def evaluate(step: int, index: int, output_state: TrainState) -> None:
     output = outputs[index]
     grown = variant.after_steps(step)
-    output_state = output.of(state)
     scores = evaluators[index](generate.generate(grown, output_state, *eval_inputs[index]))
     if classifier is not None:
       scores |= attribute_classifier.generator_accuracy(grown, output_state, *eval_inputs[index],
@@ -551,21 +568,21 @@ def _loop(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
       is_eval_step = evaluators and (last or step % config.eval.every_steps == 0)
       is_checkpoint_step = last or stopping or step % config.train.checkpoint_every == 0
       if is_log_step or is_sample_step or is_eval_step or is_checkpoint_step:
-        diverged = [index for index, output in enumerate(outputs)
-                    if bool(_non_finite(output.of(state), output.of(metrics)))]
+        diverged = _diverged(state, metrics, outputs)
         if diverged:
           stop_diverged(step, diverged)
       if is_log_step:
         pending = (step, metrics)
+      output_states = _views(state, outputs) if is_sample_step or is_eval_step else []
       if is_sample_step:
         with progress.paused("sample grid"):
-          for output, inputs in zip(outputs, sample_inputs):
-            images = generate.generate(variant.after_steps(step), output.of(state), *inputs)
+          for output, output_state, inputs in zip(outputs, output_states, sample_inputs):
+            images = generate.generate(variant.after_steps(step), output_state, *inputs)
             output.writer.write_sample_grid(step, summaries.image_grid(images))
       if is_eval_step:
         with progress.paused("evaluation"):
-          for index in range(len(outputs)):
-            evaluate(step, index)
+          for index, output_state in enumerate(output_states):
+            evaluate(step, index, output_state)
       if is_checkpoint_step:
         with progress.paused("checkpoint"):
           checkpointing.save(manager, state, data_iterator)
