@@ -222,17 +222,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   workdir = Path(workdir)
   config_checks.check_config(config)
   run_dir.check_allowed_changes(allow_changes)
-  members = None
-  if population.is_population(config):
-    members = population.from_config(config)
   source = sources.create_source(config.data, config.seed)
-  if members is None:
-    setup = setup_from_config(config, source.attribute_names)
-    mesh = parallel.make_mesh()
-  else:
-    members = dataclasses.replace(members, attribute_names=tuple(source.attribute_names))
+  if population.is_population(config):
+    members = population.from_config(config, source.attribute_names)
     setup = members.setup
     mesh = parallel.make_population_mesh(len(members))
+  else:
+    members = None
+    setup = setup_from_config(config, source.attribute_names)
+    mesh = parallel.make_mesh()
   parallel.check_global_batch_size(config.train.batch_size, mesh)
   num_steps = total_steps(config.train, len(source))
   classifier = (attribute_classifier.for_run(config.eval.attribute_classifier, setup.variant)
