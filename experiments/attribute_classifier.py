@@ -20,7 +20,7 @@ import json
 
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
 from dcgan_jax.data import celeba_prepare, shards, sources
 from dcgan_jax.eval import attribute_classifier
@@ -51,9 +51,7 @@ def _data_config(data_dir: str, split: str, resolution: int | None) -> ml_collec
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.ERROR)
+  del argv
   if not _DATA_DIR.value:
     cli.fail("--data_dir is required: prepared shards with attributes")
   if _STEPS.value < 1:

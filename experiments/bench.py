@@ -24,11 +24,12 @@ from typing import Callable
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from dcgan_jax import parallel, population, steps
 from dcgan_jax.data import pipeline
 from dcgan_jax.train_state import init_state_on, setup_from_config
+from experiments import cli
 from experiments.configs import synthetic
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
@@ -195,4 +196,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import ml_collections
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from dcgan_jax import summaries, train
@@ -67,9 +67,7 @@ def eta_errors(config: ml_collections.ConfigDict, workdir: Path,
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.ERROR)
+  del argv
   if not _WORKDIR.value:
     cli.fail("--workdir is required: a directory for the run")
   workdir = Path(_WORKDIR.value)

@@ -15,10 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 from PIL import Image
 
 from dcgan_jax.data import synthetic_faces
+from experiments import cli
 
 _NUM = flags.DEFINE_integer("num", 50_000, "Faces per set.")
 _RESOLUTION = flags.DEFINE_integer("resolution", 64, "Face size in pixels.")
@@ -57,4 +58,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -16,7 +16,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from dcgan_jax import parallel, steps
@@ -62,7 +62,6 @@ def stage_rate(setup, config, mesh, stage: int) -> dict:
 
 def main(argv: list[str]) -> None:
   del argv
-  logging.set_verbosity(logging.ERROR)
   config = _CONFIG.value
   try:
     setup = setup_from_config(config)

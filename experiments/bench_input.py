@@ -11,9 +11,10 @@ import json
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from dcgan_jax.data import pipeline, shards
+from experiments import cli
 from experiments.configs import celeba64
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Prepared shards.", required=True)
@@ -57,4 +58,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

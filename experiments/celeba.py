@@ -15,7 +15,7 @@ hosts, start one process per host with --coordinator_address, --num_processes an
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 import jax
 
@@ -61,13 +61,11 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv
   if _DISTRIBUTED.value or _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
-  logging.set_verbosity(logging.ERROR)
   if _PRINT_CONFIG.value:
     print(flags.FLAGS.config)
     return

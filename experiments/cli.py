@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
-from absl import app, flags
+from absl import app, flags, logging
 
 USAGE_ERROR = 2
 STOPPED = 1
@@ -186,13 +186,22 @@ def _stop(message: str) -> NoReturn:
 
 
 def run(main: Callable[[list[str]], None],
-        parser: Callable[[list[str]], list[str]] = parse_flags) -> None:
-  """app.run(main) with `parse_flags` (or a parser built on it); a usage error (a stray
-  argument, a missing path) and a path that cannot be written are `fail`'s one line,
-  not the whole usage text or a traceback. SIGINT and SIGTERM, at any moment, end the
-  command with one line and exit code 1; running it again finishes the work."""
+        parser: Callable[[list[str]], list[str]] = parse_flags,
+        arguments: tuple[str, ...] = ()) -> None:
+  """app.run(main) with `parse_flags` (or a parser built on it), exactly the positional
+  `arguments` named and absl's logging down to errors (orbax's and JAX's notes are not
+  the command's output); a usage error (a stray argument, a missing path) and a path that
+  cannot be written are `fail`'s one line, not the whole usage text or a traceback. SIGINT
+  and SIGTERM, at any moment, end the command with one line and exit code 1; running it
+  again finishes the work."""
   def main_failing_in_one_line(argv: list[str]) -> None:
     try:
+      given = argv[1:]
+      if len(given) != len(arguments):
+        raise app.UsageError(
+            f"expected {' and '.join(arguments)}, got {len(given)}: {given}" if arguments
+            else f"unexpected arguments: {given}")
+      logging.set_verbosity(logging.ERROR)
       main(argv)
     except app.UsageError as error:
       fail(error)

@@ -18,7 +18,7 @@ is its population's divided among the seeds.
 import importlib
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from dcgan_jax import compare, run_dir, train
@@ -58,9 +58,7 @@ def preset_config(name: str):
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.ERROR)
+  del argv
   try:
     seeds = [int(s) for s in _SEEDS.value]
     configs = {name: preset_config(name) for name in _CONFIGS.value}

@@ -7,7 +7,7 @@ command finds it. It is kept only if its sha256 starts with the prefix in its na
 it holds the expected network; otherwise nothing is written.
 """
 
-from absl import app, flags, logging
+from absl import flags
 
 from dcgan_jax.eval import inception
 from experiments import cli
@@ -19,9 +19,7 @@ _SHA256 = flags.DEFINE_string("sha256_prefix", None,
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.ERROR)
+  del argv
   try:
     path = inception.download_inception_weights(_URL.value, _DEST.value,
                                                 sha256_prefix=_SHA256.value)

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags
 
 from dcgan_jax import files, generate, run_dir
 from dcgan_jax.eval import attribute_classifier
@@ -43,9 +43,7 @@ _SEED = flags.DEFINE_integer("seed", None, "Seed of the generated images' latent
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.ERROR)
+  del argv
   workdir = Path(_WORKDIR.value)
   try:
     if _NUM_SAMPLES.value is not None and _NUM_SAMPLES.value < 2:

@@ -14,7 +14,7 @@ never replaced.
 
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags
 
 from dcgan_jax import export, generator
 from experiments import cli
@@ -29,9 +29,7 @@ _MEMBER = cli.define_member_flag()
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.ERROR)
+  del argv
   out = Path(_OUT.value)
   try:
     if _BEST.value and _STEP.value is not None:

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags
 
 from dcgan_jax.eval import image_sets, inception, metrics, swd
 from experiments import cli
@@ -73,9 +73,6 @@ def _check_sizes(sets: list[image_sets.ImageSet], fid: bool) -> None:
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) != 3:
-    raise app.UsageError(f"expected two paths, got {len(argv) - 1}: {argv[1:]}")
-  logging.set_verbosity(logging.ERROR)
   wanted = _METRICS.value
   try:
     if _NUM.value is not None and _NUM.value <= 0:
@@ -111,4 +108,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, arguments=("PATH1", "PATH2"))

@@ -17,7 +17,7 @@ shared by every run and host.
 
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from dcgan_jax.data import celeba_prepare, shards
 from experiments import cli
@@ -34,8 +34,7 @@ _NUM_WORKERS = flags.DEFINE_integer("num_workers", None,
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv
   missing = [f"--{flag.name}" for flag in (_SRC, _OUT) if not flag.value]
   if missing:
     cli.fail(f"{' and '.join(missing)} required, e.g. {shards.prepare_command('data/celeba64')}")

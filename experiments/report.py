@@ -7,7 +7,7 @@ Open DIR/report/index.html in a browser.
 
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags
 
 from dcgan_jax.report import assemble, neighbours
 from experiments import cli
@@ -25,9 +25,7 @@ _MEMBER = cli.define_member_flag()
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.ERROR)
+  del argv
   try:
     report_dir = assemble.write_report(Path(_WORKDIR.value), num_neighbours=_NUM_NEIGHBOURS.value,
                                      seed=_SEED.value,

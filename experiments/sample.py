@@ -15,7 +15,7 @@ of the named attributes to +1 and -1 (one column per setting, titled above it).
 
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags
 
 from dcgan_jax import config_checks, files, generate
 from experiments import cli
@@ -51,9 +51,7 @@ def parse_attributes(settings: list[str]) -> dict[str, int]:
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.ERROR)
+  del argv
   try:
     for flag in (_NUM, _ROWS, _COLS):
       if flag.value <= 0:

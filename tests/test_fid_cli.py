@@ -91,7 +91,7 @@ def test_one_image_is_an_error_and_an_oversized_one_is_skipped_by_name(tmp_path)
   error = _one_line_error(run_module("experiments.fid", one, three, check=False))
   assert error == f"error: {one} has 1 usable image(s); a set needs at least 2"
   error = _one_line_error(run_module("experiments.fid", three, check=False))
-  assert error == f"error: expected two paths, got 1: ['{three}']"
+  assert error == f"error: expected PATH1 and PATH2, got 1: ['{three}']"
   _png_declaring(three / "bomb.png", 12000, 12000)
   result = run_module("experiments.fid", three, three, "--metrics", "swd", "--resolution", "16")
   assert f"skipped {three / 'bomb.png'}: it declares 12000x12000 pixels" in result.stderr
