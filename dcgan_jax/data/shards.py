@@ -41,10 +41,14 @@ def prepare_command(data_dir: str | Path) -> str:
           f"--out {data_dir}")
 
 
+def default_cache_home() -> Path:
+  return Path.home() / ".cache" / "dcgan_jax"
+
+
 def cache_home() -> Path:
   """The project's cache folder, which the Inception weights are looked for in first:
   $DCGAN_JAX_CACHE, else ~/.cache/dcgan_jax/."""
-  return Path(os.environ.get("DCGAN_JAX_CACHE") or Path.home() / ".cache" / "dcgan_jax")
+  return Path(os.environ.get("DCGAN_JAX_CACHE") or default_cache_home())
 
 
 def prepared_cache() -> Path:

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from dcgan_jax.data import shards
 from dcgan_jax.eval.torch_pickle import read_torch_state_dict
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -248,14 +249,12 @@ def inception_features(variables: dict, images_BHWC: np.ndarray,
 
 
 def _cache_dirs() -> list[Path]:
-  dirs = []
-  if os.environ.get("DCGAN_JAX_CACHE"):
-    dirs.append(Path(os.environ["DCGAN_JAX_CACHE"]))
-  dirs.append(Path.home() / ".cache" / "dcgan_jax")
-  # Where pytorch-fid itself downloads the file, so an existing copy is found.
+  """The project's cache (where downloads go), then the default one when
+  $DCGAN_JAX_CACHE points elsewhere, then torch hub's cache, where pytorch-fid itself
+  downloads the file, so that an existing copy is found."""
   torch_home = os.environ.get("TORCH_HOME", str(Path.home() / ".cache" / "torch"))
-  dirs.append(Path(torch_home) / "hub" / "checkpoints")
-  return dirs
+  return list(dict.fromkeys([shards.cache_home(), shards.default_cache_home(),
+                             Path(torch_home) / "hub" / "checkpoints"]))
 
 
 def find_inception_weights(explicit_path: str | None = None) -> Path | None:
