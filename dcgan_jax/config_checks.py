@@ -80,6 +80,7 @@ RULES: dict[str, Rule] = {
     "loss.penalty_weight": _at_least_zero(float),
     "loss.drift_weight": _at_least_zero(float),
     "loss.aux_classifier_weight": _at_least_zero(float),
+    "loss.aux_classifier": _ANY_STR,
     "growth.fade_images": _at_least_zero(int),
     "growth.stable_images": _positive(int),
     "growth.batch_sizes": _ANY_STR,

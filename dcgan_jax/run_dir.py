@@ -56,6 +56,7 @@ ADDED_KEYS = {
     "population.seeds": "",
     "population.sweep": "",
     "population.vmap_members": 0,
+    "loss.aux_classifier": "acgan",
 }
 
 

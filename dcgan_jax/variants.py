@@ -241,11 +241,16 @@ def _d_norm(config: ml_collections.ConfigDict, supported: tuple[str, ...]) -> st
   return d_norm
 
 
+# loss.aux_classifier: D's head for it (`layers.CLASSIFIER_HEADS`).
+_CLASSIFIER_HEADS = {"acgan": "classifier", "adcgan": "discriminative_classifier"}
+
+
 def _d_heads(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   """What a conditional discriminator does with the attributes: the heads of
   `layers.conditional_output`."""
   return ((("projection",) if config.model.d_projection else ())
-          + (("classifier",) if config.loss.aux_classifier_weight else ()))
+          + ((choose("loss.aux_classifier", config.loss.aux_classifier, _CLASSIFIER_HEADS),)
+             if config.loss.aux_classifier_weight else ()))
 
 
 def choose(key: str, name: str, registry: Mapping[str, Any]) -> Any:
@@ -330,7 +335,8 @@ def variant_from_config(config: ml_collections.ConfigDict,
   attributes, label_columns = _conditioning(config, attribute_names)
   if config.loss.aux_classifier_weight:
     loss = auxiliary_classifier.with_auxiliary_classifier(
-        loss, setting(config, settings, "loss.aux_classifier_weight"), label_columns)
+        loss, setting(config, settings, "loss.aux_classifier_weight"), label_columns,
+        config.loss.aux_classifier)
   schedule = None
   if config.model.arch == "progan":
     schedule = growth.Schedule(

@@ -1,5 +1,5 @@
-"""AC-GAN's auxiliary classifier: D's attribute head, the class terms of both losses
-against a NumPy cross-entropy, the configurations refused, and a D that learns the
+"""AC-GAN's and ADC-GAN's auxiliary classifiers: D's attribute head, the class terms of
+both losses against a NumPy cross-entropy, the configurations refused, and a D that learns the
 attributes of real faces."""
 
 import json
@@ -26,17 +26,31 @@ def ac_config(weight: float = 1.0, **overrides):
                       "loss.aux_classifier_weight": weight, **overrides})
 
 
-def _numpy_balanced_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-  """Per attribute, the mean binary cross-entropy over the faces with it and over those
-  without it, averaged (one alone where the other is absent), summed over attributes; in
-  float64."""
-  p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+def _numpy_balanced(losses: np.ndarray, labels: np.ndarray) -> float:
+  """Per attribute, the mean loss over the faces with it and over those without it,
+  averaged (one alone where the other is absent), summed over attributes."""
   terms = []
   for a in range(labels.shape[1]):
-    means = [np.mean(-np.log(p[labels[:, a] > 0, a])) if np.any(labels[:, a] > 0) else None,
-             np.mean(-np.log(1 - p[labels[:, a] < 0, a])) if np.any(labels[:, a] < 0) else None]
+    means = [np.mean(losses[labels[:, a] > 0, a]) if np.any(labels[:, a] > 0) else None,
+             np.mean(losses[labels[:, a] < 0, a]) if np.any(labels[:, a] < 0) else None]
     terms.append(np.mean([m for m in means if m is not None]))
   return float(np.sum(terms))
+
+
+def _numpy_balanced_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+  """AC-GAN's term in float64: the sigmoid cross-entropy of each attribute, balanced."""
+  p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+  return _numpy_balanced(np.where(labels > 0, -np.log(p), -np.log(1 - p)), labels)
+
+
+def _numpy_discriminative_cross_entropy(logits: np.ndarray, labels: np.ndarray,
+                                        as_fake: bool) -> float:
+  """ADC-GAN's term in float64: each attribute's four logits (real with it, real without,
+  fake with it, fake without) against its class, balanced."""
+  logits = logits.astype(np.float64).reshape(len(labels), labels.shape[1], 4)
+  log_p = logits - np.log(np.sum(np.exp(logits), axis=-1, keepdims=True))
+  target = np.where(labels > 0, 0, 1) + (2 if as_fake else 0)
+  return _numpy_balanced(-np.take_along_axis(log_p, target[..., None], -1)[..., 0], labels)
 
 
 def _batch(key: jax.Array, num: int, resolution: int) -> dict[str, jax.Array]:
@@ -47,15 +61,18 @@ def _batch(key: jax.Array, num: int, resolution: int) -> dict[str, jax.Array]:
                              -1).astype(jnp.int8)}
 
 
-@pytest.mark.parametrize("d_projection", [True, False])
+@pytest.mark.parametrize("kind,d_projection", [("acgan", True), ("acgan", False),
+                                               ("adcgan", True)])
 def test_class_terms_are_the_cross_entropy_of_ds_attribute_logits_added_to_the_loss(
-    d_projection):
-  """D's term is the balanced cross-entropy of its attribute logits on the real batch,
-  G's on the fakes, against the chosen attributes' labels; the adversarial loss is the one the
-  plain loss computes from D's adversarial outputs, plus weight times the term."""
+    kind, d_projection):
+  """AC-GAN: D's term is the balanced cross-entropy of its attribute logits on the real
+  batch, G's on the fakes, against the chosen attributes' labels. ADC-GAN: D's is that of
+  the real faces' classes on the real batch plus the fakes' on the fakes, G's that of the
+  real faces' classes on the fakes. The adversarial loss is the one the plain loss
+  computes from D's adversarial outputs, plus weight times the term."""
   weight = 0.7
-  variant = variant_from_config(ac_config(weight, **{"model.d_projection": d_projection}),
-                                NAMES)
+  variant = variant_from_config(ac_config(weight, **{"model.d_projection": d_projection,
+                                                     "loss.aux_classifier": kind}), NAMES)
   _, d_vars = variant.init_variables(jax.random.PRNGKey(0), jax.random.PRNGKey(1))
   real = _batch(jax.random.PRNGKey(2), 6, variant.resolution)
   # Every real face has eyeglasses: that attribute's term is over its one value present.
@@ -66,22 +83,28 @@ def test_class_terms_are_the_cross_entropy_of_ds_attribute_logits_added_to_the_l
 
   # A second code path: D applied directly, and the plain loss on its outputs.
   (real_out, real_classes), state_after_real = variant.discriminate(params, state, real)
-  (fake_out, _), _ = variant.discriminate(params, state_after_real, fake)
+  (fake_out, fake_classes), _ = variant.discriminate(params, state_after_real, fake)
   (g_fake_out, g_fake_classes), _ = variant.discriminate(params, state, fake)
-  assert real_classes.shape == (6, 3)
+  assert real_classes.shape == (6, 3 * (4 if kind == "adcgan" else 1))
 
   d_loss, (_, d_metrics) = variant.loss.discriminator(variant.discriminate, params, state,
                                                       real, fake, jax.random.PRNGKey(4))
-  d_term = _numpy_balanced_cross_entropy(np.asarray(real_classes),
-                                         np.asarray(real["label"])[:, columns])
+  real_labels, fake_labels = (np.asarray(b["label"])[:, columns] for b in (real, fake))
+  if kind == "acgan":
+    d_term = _numpy_balanced_cross_entropy(np.asarray(real_classes), real_labels)
+    g_term = _numpy_balanced_cross_entropy(np.asarray(g_fake_classes), fake_labels)
+  else:
+    d_term = (_numpy_discriminative_cross_entropy(np.asarray(real_classes), real_labels, False)
+              + _numpy_discriminative_cross_entropy(np.asarray(fake_classes), fake_labels,
+                                                    True))
+    g_term = _numpy_discriminative_cross_entropy(np.asarray(g_fake_classes), fake_labels,
+                                                 False)
   np.testing.assert_allclose(d_metrics["d_classes"], d_term, rtol=1e-5)
   np.testing.assert_allclose(
       d_loss, non_saturating.discriminator_bce(real_out, fake_out) + weight * d_term, rtol=1e-5)
 
   g_loss, (_, g_metrics) = variant.loss.generator(variant.discriminate, params, state, real,
                                                   fake, jax.random.PRNGKey(5))
-  g_term = _numpy_balanced_cross_entropy(np.asarray(g_fake_classes),
-                                np.asarray(fake["label"])[:, columns])
   np.testing.assert_allclose(g_metrics["g_classes"], g_term, rtol=1e-5)
   np.testing.assert_allclose(
       g_loss, non_saturating.generator_bce(g_fake_out) + weight * g_term, rtol=1e-5)
@@ -127,6 +150,8 @@ def test_a_d_blind_to_the_attributes_or_a_classifier_without_them_is_refused():
   with pytest.raises(ValueError, match="^loss.aux_classifier_weight trains D to predict the "
                                        "attributes: set model.condition=attributes"):
     variant_from_config(tiny_config({"loss.aux_classifier_weight": 1.0}), NAMES)
+  with pytest.raises(ValueError, match="^loss.aux_classifier 'ac' is unknown; expected one of: acgan, adcgan$"):
+    variant_from_config(ac_config(**{"loss.aux_classifier": "ac"}), NAMES)
 
 
 @pytest.mark.slow

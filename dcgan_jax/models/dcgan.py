@@ -93,8 +93,8 @@ class Discriminator(nn.Module):
   every convolution's kernel divided by its largest singular value, estimated by one
   power iteration per call whose vector is kept in the `batch_stats` collection (Miyato
   et al. 2018), and no other normalisation; "none". With attributes, a projection head
-  on the final 4x4 features adds the attribute term and, with "classifier" in `heads`,
-  D also returns AC-GAN's attribute logits (`layers.conditional_output`).
+  on the final 4x4 features adds the attribute term and, with a classifier in `heads`,
+  D also returns AC-GAN's or ADC-GAN's attribute logits (`layers.conditional_output`).
   """
 
   nf: int = 64

@@ -145,13 +145,19 @@ def projection(labels_BA: jax.Array, features_BF: jax.Array, stddev: float,
   return jnp.sum(embedded * features_BF, axis=-1).astype(jnp.float32)
 
 
+# D's attribute heads: AC-GAN's one logit per attribute, that the sample has it; ADC-GAN's
+# four per attribute (`auxiliary_classifier.ADC_CLASSES`), whether a real or a fake face has it.
+CLASSIFIER_HEADS = {"classifier": 1, "discriminative_classifier": 4}
+
+
 def attribute_classes(labels_BA: jax.Array, features_BF: jax.Array, spectral: bool,
-                      train: bool) -> jax.Array:
-  """AC-GAN's auxiliary classifier (Odena et al. 2017), (B, A) float32: one logit per
-  attribute that the sample has it, a linear map of its final features. Called inside a
+                      train: bool, logits_per_attribute: int = 1) -> jax.Array:
+  """An auxiliary classifier's logits, (B, A * logits_per_attribute) float32, attribute by
+  attribute: a linear map of the final features (AC-GAN, Odena et al. 2017, with one
+  logit per attribute; ADC-GAN, Hou et al. 2022, with four). Called inside a
   discriminator's compact `__call__`, spectrally normalised like the rest of such a
   discriminator; it reads only the labels' width."""
-  classify = nn.Dense(labels_BA.shape[-1], name="AttributeClasses")
+  classify = nn.Dense(labels_BA.shape[-1] * logits_per_attribute, name="AttributeClasses")
   if spectral:
     return nn.SpectralNorm(classify)(features_BF, update_stats=train).astype(jnp.float32)
   return classify(features_BF).astype(jnp.float32)
@@ -162,15 +168,17 @@ def conditional_output(logits_B: jax.Array, labels_BA: jax.Array | None,
                        heads: tuple[str, ...]) -> jax.Array | tuple[jax.Array, jax.Array]:
   """A discriminator's output from its unconditional logits and final features: the
   logits alone without labels; with them, the projection term added (if "projection"
-  in `heads`) and, if "classifier" in `heads`, the pair (logits, attribute logits).
-  `model.d_projection` and `loss.aux_classifier_weight` choose the heads."""
+  in `heads`) and, with one of `CLASSIFIER_HEADS` in `heads`, the pair (logits, attribute
+  logits). `model.d_projection` and `loss.aux_classifier(_weight)` choose the heads."""
   if labels_BA is None:
     return logits_B
   if "projection" in heads:
     logits_B = logits_B + projection(labels_BA, features_BF, stddev, spectral, train)
-  if "classifier" not in heads:
+  classifier = [head for head in heads if head in CLASSIFIER_HEADS]
+  if not classifier:
     return logits_B
-  return logits_B, attribute_classes(labels_BA, features_BF, spectral, train)
+  return logits_B, attribute_classes(labels_BA, features_BF, spectral, train,
+                                     CLASSIFIER_HEADS[classifier[0]])
 
 
 class ConditionalBatchNorm(nn.Module):

@@ -45,6 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss.drift_weight = 0.0  # > 0: ProGAN's drift term, weight * mean D(real)^2
   # > 0 (conditional runs): AC-GAN's auxiliary classifier in D, its class terms' weight.
   config.loss.aux_classifier_weight = 0.0
+  config.loss.aux_classifier = "acgan"  # its kind: acgan (Odena et al.) or adcgan (Hou et al.)
 
   # Progressive growing (model.arch=progan only): 4x4 up to data.resolution.
   config.growth = ml_collections.ConfigDict()
