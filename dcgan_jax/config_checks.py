@@ -96,6 +96,7 @@ RULES: dict[str, Rule] = {
     "train.d_beta1": _fraction(),
     "train.d_beta2": _fraction(),
     "train.g_ema_decay": _fraction(),
+    "train.forced_attribute_rate": Rule(float, lambda v: 0 <= v <= 1, "a number from 0 to 1"),
     "train.log_every": _positive(int),
     "train.sample_every": _positive(int),
     "train.checkpoint_every": _positive(int),

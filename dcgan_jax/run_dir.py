@@ -57,6 +57,7 @@ ADDED_KEYS = {
     "population.sweep": "",
     "population.vmap_members": 0,
     "loss.aux_classifier": "acgan",
+    "train.forced_attribute_rate": 0.0,
 }
 
 

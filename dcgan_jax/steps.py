@@ -25,6 +25,7 @@ _G_LOSS_STREAM = 2
 _AUGMENT_REAL_STREAM = 3
 _AUGMENT_FAKE_STREAM = 4
 _AUGMENT_G_STREAM = 5
+_FAKE_LABELS_STREAM = 6
 
 
 def to_model_range(images_BHWC: jax.Array) -> jax.Array:
@@ -58,27 +59,47 @@ def _d_update(setup: GanSetup, variant: Variant, state: TrainState, real: Batch,
   return state, {"d_loss": loss, **metrics}
 
 
+def fake_labels(variant: Variant, labels_BA: jax.Array, rate: float, key: jax.Array
+                ) -> jax.Array:
+  """The label rows fakes are asked for: the real batch's, each with probability `rate`
+  one of the conditioned attributes (each alike) forced to +1 or -1 (alike), the requests
+  `attr_accuracy` judges by; otherwise G is seldom asked for what is rare in the data
+  (a blond man), and never for what contradicts a row."""
+  batch_size = labels_BA.shape[0]
+  which_key, value_key, forced_key = jax.random.split(key, 3)
+  columns = jnp.array(variant.label_columns, jnp.int32)
+  chosen_B = columns[jax.random.randint(which_key, (batch_size,), 0, len(columns))]
+  value_B = jnp.where(jax.random.bernoulli(value_key, 0.5, (batch_size,)), 1, -1)
+  forced_BA = labels_BA.at[jnp.arange(batch_size), chosen_B].set(value_B.astype(labels_BA.dtype))
+  return jnp.where(jax.random.bernoulli(forced_key, rate, (batch_size,))[:, None], forced_BA,
+                   labels_BA)
+
+
 def train_step(setup: GanSetup, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
   """`setup.d_steps` discriminator updates, then one generator update.
 
   The generator runs forward once per D update; the last forward keeps its VJP so the
   generator update reuses it instead of running G again (same math as the reference,
   where the G step back-propagates through the fake batch the D step just saw). Fakes
-  carry the real batch's labels. A growing variant is set to this step's fade-in, and the
-  real images to its stage's resolution.
+  carry the real batch's labels (some with one attribute forced, `fake_labels`). A growing
+  variant is set to this step's fade-in, and the real images to its stage's resolution.
   """
   variant = setup.variant.at_step(state.step)
   real = {**batch, "image": variant.real_images(to_model_range(batch["image"]))}
-  labels = batch["label"]
   batch_size = real["image"].shape[0]
   step_key = jax.random.fold_in(state.key, state.step)
+
+  def loss_key(update: int, stream: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(step_key, update), stream)
+
+  labels = batch["label"]
+  if setup.forced_attribute_rate:
+    labels = fake_labels(variant, labels, setup.forced_attribute_rate,
+                         loss_key(0, _FAKE_LABELS_STREAM))
 
   def generate(g_params, g_state, update: int):
     z = variant.sample_latents(jax.random.fold_in(step_key, update), batch_size)
     return variant.generate(g_params, g_state, z, labels)
-
-  def loss_key(update: int, stream: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.fold_in(step_key, update), stream)
 
   def d_update(state: TrainState, fake_images: jax.Array, update: int):
     fake = {"image": fake_images, "label": labels}

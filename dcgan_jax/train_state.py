@@ -67,6 +67,8 @@ class GanSetup:
   # then says whether it keeps an EMA.
   g_ema_decay: float | jax.Array = 0.0
   augment: tuple[str, ...] = ()  # DiffAugment policy applied to everything D sees
+  # The fraction of fakes asked for one attribute forced to a value (`steps.fake_labels`).
+  forced_attribute_rate: float = 0.0
 
   def at_stage(self, stage: int) -> "GanSetup":
     """The setup whose variant is built for `stage` (`Variant.at_stage`)."""
@@ -92,6 +94,7 @@ def setup_from_config(config: ml_collections.ConfigDict,
       d_steps=config.train.d_steps,
       g_ema_decay=value("train.g_ema_decay"),
       augment=augment.parse_policy(config.data.augment),
+      forced_attribute_rate=config.train.forced_attribute_rate,
   )
 
 

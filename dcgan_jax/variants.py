@@ -273,6 +273,9 @@ def _check_combination(config: ml_collections.ConfigDict) -> None:
     raise ValueError("model.d_projection=False with loss.aux_classifier_weight=0 leaves D "
                      "blind to the attributes, so nothing teaches G to follow them: keep "
                      "the projection or give the auxiliary classifier a weight")
+  if config.train.forced_attribute_rate and config.model.condition == "none":
+    raise ValueError("train.forced_attribute_rate forces attributes of the fakes: set "
+                     "model.condition=attributes, or train.forced_attribute_rate=0")
   if config.loss.aux_classifier_weight and config.model.condition == "none":
     raise ValueError("loss.aux_classifier_weight trains D to predict the attributes: set "
                      "model.condition=attributes, or loss.aux_classifier_weight=0")

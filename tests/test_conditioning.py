@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_jax import generate, summaries, train
+from dcgan_jax import generate, steps, summaries, train
 from dcgan_jax.data import sources, synthetic_faces
 from dcgan_jax.models import layers
 from dcgan_jax.report import figures
@@ -312,3 +312,33 @@ def test_cbn_needs_attributes_and_a_generator_with_batch_norm():
 def _with(config, **model_keys):
   config.model.update(model_keys)
   return config
+
+
+def test_forced_attribute_rate_forces_one_conditioned_attribute_of_that_share_of_fakes():
+  """Counted over 40,000 rows: a `rate` share of the rows is forced, the forced column is
+  each conditioned one alike and never another, its value +1 or -1 alike, and a forced row
+  keeps every other column."""
+  attributes = ("Black_Hair", "Eyeglasses", "Smiling")
+  variant = variant_from_config(conditional_config(attributes=",".join(attributes)), NAMES)
+  columns = [NAMES.index(name) for name in attributes]
+  num, rate = 40_000, 0.3
+  rows = np.asarray(_random_labels(jax.random.PRNGKey(0), num, len(NAMES)))
+  forced = np.asarray(steps.fake_labels(variant, jnp.asarray(rows), rate,
+                                        jax.random.PRNGKey(1)))
+  changed = forced != rows
+  assert changed.sum(axis=1).max() == 1
+  assert not changed[:, [c for c in range(len(NAMES)) if c not in columns]].any()
+  # A forced value equals the random row's own half the time: rate / 2 of the rows change.
+  np.testing.assert_allclose(changed.any(axis=1).mean(), rate / 2, atol=0.01)
+  per_column = changed[:, columns].sum(axis=0) / changed.sum()
+  np.testing.assert_allclose(per_column, 1 / len(columns), atol=0.02)
+  new_values = forced[changed]
+  np.testing.assert_allclose((new_values > 0).mean(), 0.5, atol=0.02)
+  unforced = steps.fake_labels(variant, jnp.asarray(rows), 0.0, jax.random.PRNGKey(1))
+  np.testing.assert_array_equal(unforced, rows)
+
+
+def test_forced_attribute_rate_needs_attributes():
+  with pytest.raises(ValueError, match="^train.forced_attribute_rate forces attributes of the "
+                                       "fakes: set model.condition=attributes"):
+    variant_from_config(tiny_config({"train.forced_attribute_rate": 0.5}), NAMES)

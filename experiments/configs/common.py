@@ -67,6 +67,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.d_beta1 = 0.5
   config.train.d_beta2 = 0.999
   config.train.g_ema_decay = 0.0  # > 0: sample and evaluate with an EMA of G's parameters
+  # Conditional runs: the fraction of fakes asked for one attribute forced to +1 or -1.
+  config.train.forced_attribute_rate = 0.0
   config.train.log_every = 100
   config.train.sample_every = 1000
   config.train.checkpoint_every = 2000
