@@ -17,6 +17,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
 from tests.runs import train_tiny  # pylint: disable=g-import-not-at-top  (after the above)
 
 _CACHE_DIR = pytest.StashKey[str]()
+_SHARED_CACHE_VARIABLE = "DCGAN_JAX_TESTS_XLA_CACHE"
 
 _TEST_ENV = {
     # Tests compile the same tiny programs many times, in this process and in the CLI
@@ -38,8 +39,13 @@ def pytest_configure(config):
   config.addinivalue_line("markers", "bit_exact: compares fingerprints or other bit-exact "
                                      "values; test_instruction_sets runs these again under "
                                      "another instruction set")
-  cache_dir = tempfile.mkdtemp(prefix="dcgan_jax_tests_xla_cache_")
-  config.stash[_CACHE_DIR] = cache_dir
+  # xdist's workers inherit the controller's environment: they share its cache, so a
+  # program one worker compiled is read by the others; the controller removes it.
+  cache_dir = os.environ.get(_SHARED_CACHE_VARIABLE)
+  if cache_dir is None:
+    cache_dir = tempfile.mkdtemp(prefix="dcgan_jax_tests_xla_cache_")
+    os.environ[_SHARED_CACHE_VARIABLE] = cache_dir
+    config.stash[_CACHE_DIR] = cache_dir
   os.environ.update(_TEST_ENV, JAX_COMPILATION_CACHE_DIR=cache_dir,
                     XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {_TEST_XLA_FLAGS}".strip())
   import jax  # pylint: disable=g-import-not-at-top  (after the environment is set)
