@@ -821,8 +821,8 @@ def test_conditional_training_on_prepared_faces_and_sampling_with_attributes(sam
   names = shards.PreparedImages(tmp_path / "data").attribute_names
   assert run.variant.label_columns == tuple(names.index(n) for n in ("Male", "Eyeglasses",
                                                                      "Smiling"))
-  # The projection's embedding has one row per chosen attribute.
-  assert run.state.d_params["Projection"]["kernel"].shape[0] == 3
+  # D's auxiliary classifier has one logit per chosen attribute.
+  assert run.state.d_params["AttributeClasses"]["kernel"].shape[1] == 3
   generate.write_samples(run, tmp_path / "men", 3, seed=0, attributes={"Male": 1})
   assert len(list((tmp_path / "men").iterdir())) == 3
 

@@ -152,7 +152,7 @@ def test_hugging_face_parquet_files_train_the_conditional_preset_on_all_40_attri
                                                                     "test": 0}
   run = generate.load_run(tmp_path / "run")
   assert run.variant.attributes == celeba_prepare.CELEBA_ATTRIBUTE_NAMES
-  assert run.state.d_params["Projection"]["kernel"].shape[0] == 40
+  assert run.state.d_params["AttributeClasses"]["kernel"].shape[1] == 40
 
 
 @pytest.mark.parametrize("data_dir", ["notes", "notes/notes.txt", "nowhere"])
