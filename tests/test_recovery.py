@@ -219,8 +219,14 @@ def small_disk(tmp_path):
     pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
   try:
     yield mount_point
+    held = [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir()
+            if fd.exists() and os.readlink(fd).startswith(str(mount_point))]
+    assert not held, f"files left open: {held}"
   finally:
-    subprocess.run(["umount", str(mount_point)], check=True)
+    # The training closed its files (above); a process another test started may still be
+    # leaving it, which makes the file system busy for a moment: detach it then.
+    if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode != 0:
+      subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_checkpoints_before(small_disk, capfd):
