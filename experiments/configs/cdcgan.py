@@ -39,7 +39,7 @@ SWD on 1,000 images; README, "Conditioning"):
 - the same without forced attributes, AC weight 2.5: 0.874 ± 0.002 (SWD 16.9 ± 0.9;
   Blond_Hair 0.72 against 0.73 forced, Eyeglasses 0.94 against 0.90): kept. Against it,
   seed 0 alone (0.875, SWD 16.8): conditional BatchNorm, 0.80 (SWD 21.0); an EMA of
-  0.995, 0.88 (SWD 17.2), within the seeds' spread.
+  0.995, 0.88 (SWD 17.2): one seed, too few to prefer it.
 The kept settings' attr_accuracy per attribute, over seeds 0-2: Male 0.95, Smiling 0.97,
 Eyeglasses 0.94, Blond_Hair 0.72, Black_Hair 0.79.
 The `:tiny` variant conditions on all the attributes of its data.
