@@ -22,10 +22,10 @@ import numpy as np
 from PIL import Image
 
 from dcgan_jax import files, generate, summaries, train
-from dcgan_jax.spread import RunResult, markdown_table, summarise
 from dcgan_jax.data import sources
 from dcgan_jax.eval import attribute_classifier
 from dcgan_jax.eval import evaluator as evaluation
+from dcgan_jax.spread import RunResult, markdown_table, summarise, wall_time_and_rate
 
 # The noise every compared run is scored and drawn with: one seed for all.
 NOISE_SEED = 12345
@@ -94,13 +94,6 @@ def train_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict],
       train.train_and_evaluate(config_k, directory)
 
 
-def wall_time_and_rate(final: dict[str, Any], batch_size: int) -> tuple[float, float]:
-  """A run's training seconds over all its sessions, and its img/s over them, from its
-  final.json (`summaries.training_seconds`)."""
-  seconds = summaries.training_seconds(final)
-  return seconds, final["step"] * batch_size / max(seconds, 1e-9)
-
-
 def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], seeds: list[int],
                num_samples: int, inception_weights: str | None = None,
                as_population: bool = False) -> tuple[list[RunResult], dict[str, np.ndarray]]:
@@ -118,8 +111,6 @@ def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], see
         directory = population_directory(workdir, name)
         run = generate.load_run(directory, member=index)
         final = json.loads((directory / "final.json").read_text())[index]
-        seconds, _ = wall_time_and_rate(final, run.config.train.batch_size)
-        final = final | {"total_seconds": seconds / len(seeds)}
       else:
         directory = run_directory(workdir, name, seed)
         run = generate.load_run(directory)
@@ -133,7 +124,8 @@ def score_runs(workdir: Path, configs: dict[str, ml_collections.ConfigDict], see
         scores |= attribute_classifier.generator_accuracy(run.variant, run.state, *inputs,
                                                           classifier)
       results.append(RunResult(name, seed, scores,
-                               *wall_time_and_rate(final, run.config.train.batch_size)))
+                               *wall_time_and_rate(final, run.config.train.batch_size,
+                                                   len(seeds) if as_population else 1)))
       grids.setdefault(name, images[:GRID_SAMPLES])
   return results, grids
 

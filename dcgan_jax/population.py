@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import itertools
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,11 @@ SWEEPABLE_KEYS = (
 _SWITCHED_BY_ZERO = ("train.g_ema_decay", "loss.drift_weight")
 
 
+def settings_text(settings: Mapping[str, float]) -> str:
+  """A member's swept values as its tables and messages name them: "key=value, ..."."""
+  return ", ".join(f"{key}={value:g}" for key, value in settings.items())
+
+
 @dataclasses.dataclass(frozen=True)
 class Member:
   """One run of a population: its seed and its values of the swept keys."""
@@ -48,7 +53,8 @@ class Member:
   settings: tuple[tuple[str, float], ...] = ()
 
   def describe(self) -> str:
-    return ", ".join([f"seed={self.seed}", *(f"{key}={value:g}" for key, value in self.settings)])
+    settings = settings_text(dict(self.settings))
+    return f"seed={self.seed}, {settings}" if settings else f"seed={self.seed}"
 
   def entry(self) -> dict[str, Any]:
     """The member as its final.json entry names it."""

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from dcgan_jax import population, summaries
+
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
@@ -17,6 +19,16 @@ class RunResult:
   scores: dict[str, float]
   seconds: float
   images_per_s: float
+
+
+def wall_time_and_rate(final: dict[str, Any], batch_size: int,
+                       num_members: int = 1) -> tuple[float, float]:
+  """A run's training seconds over all its sessions, and its img/s over them, from its
+  final.json (`summaries.training_seconds`); a population member's (its entry in the
+  population's final.json) are its share, the population's time divided among its
+  `num_members`."""
+  seconds = summaries.training_seconds(final) / num_members
+  return seconds, final["step"] * batch_size / max(seconds, 1e-9)
 
 
 def summarise(results: list[RunResult]) -> dict[str, dict[str, Any]]:
@@ -59,11 +71,10 @@ def population_table(finals: list[dict[str, Any]], batch_size: int) -> str:
   population's divided among the members."""
   results = []
   for final in finals:
-    settings = ", ".join(f"{key}={value:g}" for key, value in final["settings"].items())
-    seconds = final["total_seconds"] / len(finals)
+    settings = population.settings_text(final["settings"])
     scores = {key: value for key, value in final["eval"].get("last", {}).items()
               if key in _SCORE_TITLES}
-    results.append(RunResult(settings or "every seed", final["seed"], scores, seconds,
-                             final["step"] * batch_size / max(seconds, 1e-9)))
+    results.append(RunResult(settings or "every seed", final["seed"], scores,
+                             *wall_time_and_rate(final, batch_size, len(finals))))
   seeds = sorted({final["seed"] for final in finals})
   return markdown_table(summarise(results), seeds, group_title="settings")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_jax import compare, generate, summaries, train
+from dcgan_jax import generate, spread, summaries, train
 from tests.runs import tiny_config, train_tiny
 
 
@@ -86,10 +86,10 @@ def test_a_resumed_run_is_timed_over_all_its_sessions(tmp_path):
   assert second["total_seconds"] == first["seconds"] + second["seconds"]
   assert [(s["first_step"], s["step"]) for s in _sessions(tmp_path)] == [(0, 4), (4, 8)]
   batch_size = tiny_config().train.batch_size
-  assert compare.wall_time_and_rate(second, batch_size) == (
+  assert spread.wall_time_and_rate(second, batch_size) == (
       second["total_seconds"], 8 * batch_size / second["total_seconds"])
   del second["total_seconds"]  # as in a final.json written before sessions were summed
-  assert compare.wall_time_and_rate(second, batch_size)[0] == second["seconds"]
+  assert spread.wall_time_and_rate(second, batch_size)[0] == second["seconds"]
 
 
 def test_a_session_stopped_by_a_signal_keeps_its_time(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import re
 import ml_collections
 from PIL import Image
 
-from dcgan_jax import run_dir, summaries
+from dcgan_jax import population, run_dir, summaries
 
 # Small pixel grids are shown enlarged by a whole factor up to this width, so stay crisp.
 DISPLAY_WIDTH = 640
@@ -117,7 +117,7 @@ def population_html(workdir: Path, finals: list[dict], spread_table: str,
   title = html.escape(f"DCGAN population: {workdir.resolve()}")
   rows = []
   for final, (index, grid, report) in zip(finals, members):
-    settings = ", ".join(f"{key}={value:g}" for key, value in final["settings"].items())
+    settings = population.settings_text(final["settings"])
     scores = dict(final["eval"].get("last", {}))
     scores.pop("step", None)
     cells = [str(index), str(final["seed"]), html.escape(settings or "-"),
