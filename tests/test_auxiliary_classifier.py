@@ -150,7 +150,8 @@ def test_a_d_blind_to_the_attributes_or_a_classifier_without_them_is_refused():
   with pytest.raises(ValueError, match="^loss.aux_classifier_weight trains D to predict the "
                                        "attributes: set model.condition=attributes"):
     variant_from_config(tiny_config({"loss.aux_classifier_weight": 1.0}), NAMES)
-  with pytest.raises(ValueError, match="^loss.aux_classifier 'ac' is unknown; expected one of: acgan, adcgan$"):
+  with pytest.raises(ValueError, match="^loss.aux_classifier 'ac' is unknown; expected one "
+                                       "of: acgan, adcgan$"):
     variant_from_config(ac_config(**{"loss.aux_classifier": "ac"}), NAMES)
 
 

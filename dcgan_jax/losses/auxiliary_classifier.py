@@ -97,8 +97,8 @@ def _classified(critic: Critic, *judged: Batch) -> tuple[Critic, list[list[jax.A
 
 def with_auxiliary_classifier(loss: losses.Loss, weight: float, label_columns: Sequence[int],
                               kind: str = "acgan") -> losses.Loss:
-  """`loss` with the class terms of `kind` (`loss.aux_classifier`): AC-GAN's on the real batch in
-  D's loss, ADC-GAN's on the real batch and the fakes; both on the fakes in G's.
+  """`loss` with the class terms of `kind` (`loss.aux_classifier`): AC-GAN's on the real
+  batch in D's loss, ADC-GAN's on the real batch and the fakes; both on the fakes in G's.
   `label_columns` are the conditioned attributes' columns of the batches' label rows. The
   unweighted terms are logged as `d_classes` and `g_classes`."""
   columns = jnp.array(label_columns, jnp.int32)
