@@ -39,6 +39,26 @@ def test_the_held_out_part_is_seeded_and_disjoint():
   assert not np.array_equal(held, attribute_classifier.held_out(1000, 0.1, seed=4)[1])
 
 
+def test_requests_are_combinations_the_label_rows_have():
+  """Asked for blond hair, no row also asks for black hair when no face has both; each
+  request is a given row having the asked value, every such row asked in turn."""
+  rng = np.random.default_rng(0)
+  hair = rng.choice([-1, 0, 1], size=60)  # blond (column 0), black (1) or neither
+  rows = np.stack([np.where(hair == 0, 1, -1), np.where(hair == 1, 1, -1),
+                   rng.choice([-1, 1], size=60)], axis=1).astype(np.int8)
+  for value in (1, -1):
+    asked = attribute_classifier.asking_rows(rows, 0, value)
+    assert asked.shape == rows.shape and (asked[:, 0] == value).all()
+    having = rows[rows[:, 0] == value]
+    np.testing.assert_array_equal(asked[:len(having)], having)
+    np.testing.assert_array_equal(asked[len(having):2 * len(having)], having[:60 - len(having)])
+  assert not ((attribute_classifier.asking_rows(rows, 0, 1)[:, 1] == 1).any())
+  none_have = rows.copy()
+  none_have[:, 2] = -1
+  asked = attribute_classifier.asking_rows(none_have, 2, 1)
+  np.testing.assert_array_equal(asked[:, :2], none_have[:, :2])
+  assert (asked[:, 2] == 1).all()
+
 NAMES = synthetic_faces.ATTRIBUTE_NAMES
 
 

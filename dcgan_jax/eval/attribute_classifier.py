@@ -153,21 +153,33 @@ def load(path: Path) -> TrainedClassifier:
                            facts["nf"])
 
 
+def asking_rows(label_rows_NA: np.ndarray, column: int, value: int) -> np.ndarray:
+  """As many label rows as given, each asking for `value` (+1 or -1) in `column`: the given
+  rows that have it, repeated in turn, so every request is a combination real faces have
+  (a row with black hair set to blond asks for both hair colours, which no training face
+  has; attribute-editing evaluations such as AttGAN's turn the other hair colours off
+  likewise). Where no row has it, every row with `column` set to it."""
+  having = label_rows_NA[(label_rows_NA[:, column] > 0) == (value > 0)]
+  if not len(having):
+    having = label_rows_NA.copy()
+    having[:, column] = value
+  return np.resize(having, label_rows_NA.shape)
+
+
 def attribute_accuracy(make_faces: Callable[[np.ndarray], np.ndarray],
                        label_rows_NA: np.ndarray, attributes: Mapping[str, int],
                        classifier: TrainedClassifier) -> dict[str, Any]:
   """How well faces follow the attributes asked of them. For each of `attributes` (name
   -> its column in the label rows) that the classifier reads: the faces `make_faces` makes
-  from `label_rows_NA` with that column set to +1, and with it set to -1 (the others as
-  they are), and the classifier's balanced accuracy on the value asked for. Returns
-  {"attr_accuracy": their mean, "attr_accuracy/<name>": each attribute's}."""
+  from label rows asking for +1 there and from as many asking for -1 (`asking_rows` of
+  `label_rows_NA`), and the classifier's balanced accuracy on the value asked for.
+  Returns {"attr_accuracy": their mean, "attr_accuracy/<name>": each attribute's}."""
   per_attribute = {}
   for name, column in attributes.items():
     if name not in classifier.attribute_names:
       continue
     read = classifier.attribute_names.index(name)
-    rows = np.concatenate([label_rows_NA, label_rows_NA])
-    rows[:, column] = np.repeat([1, -1], len(label_rows_NA))
+    rows = np.concatenate([asking_rows(label_rows_NA, column, value) for value in (1, -1)])
     logits = classifier.logits(make_faces(rows))[:, read:read + 1]
     per_attribute[name] = float(balanced_accuracy(logits, rows[:, column:column + 1])[0])
   if not per_attribute:
@@ -193,8 +205,8 @@ def for_run(path: str, variant: Variant) -> TrainedClassifier | None:
 def generator_accuracy(variant: Variant, state: TrainState, z_NZ: np.ndarray,
                        label_rows_NA: np.ndarray, classifier: TrainedClassifier
                        ) -> dict[str, float]:
-  """`attribute_accuracy` of the run's generator: the latents `z_NZ` with each attribute
-  of `variant` forced to either value in the label rows `label_rows_NA`."""
+  """`attribute_accuracy` of the run's generator: the latents `z_NZ` with rows from
+  `label_rows_NA` asking for each attribute of `variant` at either value."""
   def make_faces(rows: np.ndarray) -> np.ndarray:
     return generate.generate(variant, state, np.concatenate([z_NZ, z_NZ]), rows)
 
