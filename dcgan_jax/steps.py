@@ -64,7 +64,7 @@ def fake_labels(variant: Variant, labels_BA: jax.Array, rate: float, key: jax.Ar
   """The label rows fakes are asked for: the real batch's, each with probability `rate`
   one of the conditioned attributes (each alike) forced to +1 or -1 (alike) whatever the
   rest of the row; otherwise G is seldom asked for what is rare in the data (a blond
-  man), and never for one attribute apart from those that come with it."""
+  man), and never for an attribute against the rest of its row."""
   batch_size = labels_BA.shape[0]
   which_key, value_key, forced_key = jax.random.split(key, 3)
   columns = jnp.array(variant.label_columns, jnp.int32)

@@ -9,9 +9,8 @@ eval.num_samples), so the two agree for the same step. A conditional run, given 
 attribute classifier (python -m experiments.attribute_classifier) by
 --attribute_classifier or its eval.attribute_classifier, is also scored by how well its
 faces follow their attributes (`attr_accuracy`: the same latents with label rows of
-training faces that have each attribute and of faces that do not;
-`attr_accuracy/<name>` per attribute). Prints
-one JSON object and writes it to DIR/eval_stepXXXXXXX.json.
+training faces that have each attribute and of faces that do not; `attr_accuracy/<name>`
+per attribute). Prints one JSON object and writes it to DIR/eval_stepXXXXXXX.json.
 """
 
 import json

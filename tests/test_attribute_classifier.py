@@ -59,6 +59,7 @@ def test_requests_are_combinations_the_label_rows_have():
   np.testing.assert_array_equal(asked[:, :2], none_have[:, :2])
   assert (asked[:, 2] == 1).all()
 
+
 NAMES = synthetic_faces.ATTRIBUTE_NAMES
 
 
