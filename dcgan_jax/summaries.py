@@ -140,8 +140,10 @@ class MetricWriter:
 
   def close(self) -> None:
     if self._enabled:
-      self._tb.close()
-      self._jsonl.close()
+      try:
+        self._tb.close()
+      finally:
+        self._jsonl.close()
 
 
 def training_seconds(final: Mapping[str, Any]) -> float:

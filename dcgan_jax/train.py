@@ -151,6 +151,20 @@ def _views(tree: Any, outputs: list["_Output"]) -> list[Any]:
   return [population.of_member(host, output.index) for output in outputs]
 
 
+def _call_all(closers: list[Callable[[], Any]]) -> None:
+  """Calls each, even after one raised, then raises the first error: a save that failed
+  on a full disk fails `checkpointing.finish` too and may fail a writer's flush, yet every
+  file of the run is closed and the line that says why is the first one."""
+  first_error = None
+  for close in closers:
+    try:
+      close()
+    except BaseException as error:  # pylint: disable=broad-exception-caught
+      first_error = first_error or error
+  if first_error is not None:
+    raise first_error
+
+
 @contextlib.contextmanager
 def _stop_requests() -> Iterator[Callable[[], str | None]]:
   """While training: SIGTERM and SIGINT ask the loop to stop after the current step
@@ -307,16 +321,16 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
                     data_iterator, stop_requested, start_time, record_session, report_space,
                     classifier)
   finally:
-    checkpointing.finish(manager)
-    manager.close()
+    closers = [functools.partial(checkpointing.finish, manager), manager.close]
     for output in outputs:
       if output.best_manager is not None:
-        checkpointing.finish(output.best_manager)
-        output.best_manager.close()
+        closers += [functools.partial(checkpointing.finish, output.best_manager),
+                    output.best_manager.close]
       if output.writer is not None:
-        output.writer.close()
+        closers.append(output.writer.close)
     if hasattr(data_iterator, "close"):  # stops grain's worker processes
-      data_iterator.close()
+      closers.append(data_iterator.close)
+    _call_all(closers)
 
   step = step_of(state)
   seconds = time.time() - start_time

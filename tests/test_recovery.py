@@ -208,6 +208,12 @@ def test_a_best_checkpoint_with_an_unreadable_score_is_one_line_naming_it(tmp_pa
     train_tiny(tmp_path, overrides)
 
 
+def files_open_under(directory: Path) -> list[str]:
+  """The files under `directory` this process holds open."""
+  return [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir()
+          if fd.exists() and os.readlink(fd).startswith(str(directory))]
+
+
 @pytest.fixture
 def small_disk(tmp_path):
   """A 400 KB file system (a tmpfs): room for a few tiny checkpoints, then full."""
@@ -219,9 +225,7 @@ def small_disk(tmp_path):
     pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
   try:
     yield mount_point
-    held = [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir()
-            if fd.exists() and os.readlink(fd).startswith(str(mount_point))]
-    assert not held, f"files left open: {held}"
+    assert not files_open_under(mount_point)
   finally:
     # The training closed its files (above); a process another test started may still be
     # leaving it, which makes the file system busy for a moment: detach it then.
@@ -238,6 +242,31 @@ def test_a_full_disk_is_one_line_and_keeps_the_checkpoints_before(small_disk, ca
   assert "Traceback" not in capfd.readouterr().err
   for step in checkpoint_steps(small_disk / "run"):
     _restore(small_disk / "run", step)
+
+
+def test_a_save_failing_as_the_run_ends_is_one_line_and_leaves_no_file_open(tmp_path,
+                                                                            monkeypatch):
+  """On a full disk the last save may fail only when it is waited for, after the loop (as
+  it did under load): the files of the run are closed all the same, and the error raised
+  is that save's line, not one from a writer closed after it."""
+  finish = checkpointing.finish
+
+  def finish_on_a_full_disk(manager):
+    finish(manager)
+    raise ValueError(f"cannot write a checkpoint in {manager.directory}: No space left on "
+                     f"device; the checkpoints before it are kept")
+
+  close = summaries.MetricWriter.close
+
+  def close_then_fail_to_flush(writer):
+    close(writer)
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(checkpointing, "finish", finish_on_a_full_disk)
+  monkeypatch.setattr(summaries.MetricWriter, "close", close_then_fail_to_flush)
+  with pytest.raises(ValueError, match=r"^cannot write a checkpoint in .*No space left on device"):
+    train_tiny(tmp_path / "run", {"train.num_steps": 2})
+  assert not files_open_under(tmp_path)
 
 
 def test_flipped_bits_are_caught_by_the_digest_when_the_file_still_reads(checkpointed_run,
