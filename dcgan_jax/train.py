@@ -353,16 +353,15 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, setup: GanSetup,
     finals.append(final)
   final = finals if members else finals[0]
   if is_main_process:
+    written = [f"final.json {workdir / 'final.json'}"]
     if members:
       for output, member_final in zip(outputs, finals):
         files.write_json(output.workdir / "final.json", member_final)
-    files.write_json(workdir / "final.json", final)
-    written = [f"final.json {workdir / 'final.json'}"]
-    if members:
       table = spread.population_table(finals, config.train.batch_size)
       files.write_atomic(workdir / POPULATION_TABLE, table.encode())
       print(table, end="", flush=True)
       written.append(f"{POPULATION_TABLE} {workdir / POPULATION_TABLE}")
+    files.write_json(workdir / "final.json", final)
     for output in outputs:
       grids = sorted((output.workdir / "samples").glob("step_*.png"))
       if grids:
