@@ -54,9 +54,10 @@ def onnx_bytes(generator: generators.Generator, path: Path,
   """An ONNX graph computing `generator.generate` on one batch of any size N: float z
   (N, z_dim) and, if conditional, float +1/-1 attributes (N, A) in `generator.attributes`
   order, to uint8 images (N, R, R, 3) (`draw`'s output: `steps.generate_in_model_range`
-  gives the floats they are rounded from, to compare with JAX's own); BatchNorm by that
-  batch's statistics, the weights it draws with (the EMA's, when kept), a growing run's
-  stage and fade-in. The metadata holds `file_header`'s JSON.
+  gives the floats they are rounded from, to compare with JAX's own); BatchNorm as
+  sampling normalises (an unconditional generator by that batch's statistics, a
+  conditional one by the running averages), the weights it draws with (the EMA's, when
+  kept), a growing run's stage and fade-in. The metadata holds `file_header`'s JSON.
 
   Convolutions are computed the `reference` way (the same function, from the same
   parameters: models/layers.py), whose `lax` convolutions ONNX has; jax2onnx 0.17 cannot

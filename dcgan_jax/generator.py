@@ -41,12 +41,12 @@ EXPORT_EXTRA = 'pip install -e ".[export]"'
 @dataclasses.dataclass(frozen=True)
 class Generator:
   """A trained generator, drawing exactly as `experiments.sample`, the evaluations and the
-  report draw: by the EMA of its parameters when the run keeps one, and with every
-  BatchNorm normalised by the statistics of the batch it is given (as the reference DCGAN
-  draws its grids; the running averages are never used), `generate.generate`'s batch of
-  256 at a time. So an image depends on the others drawn with it: the same latents give
-  the same images when drawn in the same batches. A growing (ProGAN) run draws at its
-  step's stage and fade-in."""
+  report draw (`steps.generate_in_model_range`): by the EMA of its parameters when the
+  run keeps one; an unconditional one with every BatchNorm normalised by the statistics
+  of the batch it is given (as the reference DCGAN draws its grids), `generate.generate`'s
+  batch of 256 at a time, so that its images depend on the others drawn with it; a
+  conditional one by the running averages, so that each face depends on its own latent
+  and attributes alone. A growing (ProGAN) run draws at its step's stage and fade-in."""
 
   config: ml_collections.ConfigDict
   step: int

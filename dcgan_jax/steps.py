@@ -146,12 +146,17 @@ def train_step(setup: GanSetup, state: TrainState, batch: Batch) -> tuple[TrainS
 def generate_in_model_range(variant: Variant, state: TrainState, z_BZ: jax.Array,
                             labels_BA: jax.Array | None = None) -> jax.Array:
   """float32 samples in [-1, 1] from z (and labels, for a conditional variant), by the
-  generator's EMA when the run keeps one. Uses the batch's own BatchNorm statistics, as
-  the reference DCGAN does when it draws its fixed-noise grid; running averages are left
-  untouched. A growing variant (built for the state's stage: `Variant.after_steps`) draws
-  with the fade-in of the state's last step."""
+  generator's EMA when the run keeps one. An unconditional variant normalises by the
+  batch's own BatchNorm statistics, as the reference DCGAN does when it draws its
+  fixed-noise grid; a conditional one by the running averages, so that each face depends
+  on its own latent and attributes alone: by its batch's statistics, BatchNorm would
+  subtract what every face of the batch is asked alike (a batch all asked for blond hair
+  loses most of the blond). Running averages are left untouched. A growing variant (built
+  for the state's stage: `Variant.after_steps`) draws with the fade-in of the state's last
+  step."""
   variant = variant.at_step(jnp.maximum(state.step - 1, 0))
-  x, _ = variant.generate(state.sampling_params, state.g_batch_stats, z_BZ, labels_BA)
+  x, _ = variant.generate(state.sampling_params, state.g_batch_stats, z_BZ, labels_BA,
+                          train=not variant.conditional)
   return x
 
 

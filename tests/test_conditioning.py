@@ -141,6 +141,26 @@ def test_sample_cli_sets_the_named_attributes_and_keeps_the_others(conditional_r
   assert not np.array_equal(written, generate.generate(run.variant, run.state, z, drawn))
 
 
+@pytest.mark.slow
+def test_a_conditional_face_depends_on_its_own_latent_and_attributes_alone(conditional_run):
+  """Drawn alone, among other faces or among faces all asked for what it is asked, a face
+  is the same: BatchNorm by the running averages, not by the batch's statistics, which
+  would subtract what a whole batch is asked alike (`sample --attributes Male=1`)."""
+  run = generate.load_run(conditional_run)
+  z, rows = run.inputs(5, 8)
+
+  def faces(z_BZ, rows_BA):
+    return np.asarray(steps.generate_in_model_range(run.variant, run.state, z_BZ, rows_BA))
+
+  among_others = faces(z, rows)
+  np.testing.assert_allclose(faces(z[:1], rows[:1])[0], among_others[0], atol=1e-5)
+  np.testing.assert_allclose(faces(z, np.repeat(rows[:1], len(rows), axis=0))[0],
+                             among_others[0], atol=1e-5)
+  running_averages, _ = run.variant.generate(run.state.sampling_params, run.state.g_batch_stats,
+                                             jnp.asarray(z), jnp.asarray(rows), train=False)
+  np.testing.assert_allclose(among_others, running_averages, atol=1e-6)
+
+
 @pytest.mark.parametrize("flag, message", [
     ("Male=1", "--attributes: attribute 'Male' is unknown; expected one of: Bald"),
     ("Eyeglasses=2", "--attributes: expected NAME=1 or NAME=-1, got 'Eyeglasses=2'"),
