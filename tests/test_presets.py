@@ -78,7 +78,7 @@ def test_every_preset_trains_the_same_model_on_four_devices(preset_runs, tmp_pat
     for key in ("d_loss", "d_real", "d_fake"):  # D's first pass, before any update
       np.testing.assert_allclose(first[1][key], first[0][key], rtol=1e-4, atol=1e-6,
                                  err_msg=f"{name} {key}")
-    # G's loss comes after one D update, which the amplified rounding below moves a little.
+    # G's loss comes after one D update, which Adam's amplified rounding moves a little.
     np.testing.assert_allclose(first[1]["g_loss"], first[0]["g_loss"], rtol=1e-3, atol=1e-3,
                                err_msg=f"{name} g_loss")
     assert_trained_alike(a, b, max(config.train.g_lr, config.train.d_lr), NUM_STEPS, name)
