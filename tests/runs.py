@@ -36,18 +36,17 @@ def checkpoint_steps(workdir: Path) -> list[int]:
 
 def assert_trained_alike(one: TrainState, other: TrainState, learning_rate: float,
                          num_steps: int, what: str = "") -> None:
-  """Two trainings of one model over other devices or processes give the same networks
-  (parameters, the EMA's, BatchNorm statistics) up to the order of floating-point sums,
-  which Adam amplifies where a gradient is nearly zero: its first updates move a
-  parameter by about +-lr whatever the gradient's size, so rounding that flips a tiny
-  gradient's sign moves that parameter by up to 2 lr per update (`learning_rate` the
-  larger of G's and D's). A data-parallel error (statistics per device, a mis-sharded
-  batch) moves all of them. Adam's moments are left out: they hold the last gradients,
-  whose rounding no update has damped yet (up to 3% apart in a population trained by two
-  processes)."""
+  """Two trainings of one model over other devices or processes give the same state, all
+  but the optimisers' (parameters, the EMA's, BatchNorm statistics, step and key), up to
+  the order of floating-point sums, which Adam amplifies where a gradient is nearly
+  zero: its first updates move a parameter by about +-lr whatever the gradient's size,
+  so rounding that flips a tiny gradient's sign moves that parameter by up to 2 lr per
+  update (`learning_rate` the larger of G's and D's). A data-parallel error (statistics
+  per device, a mis-sharded batch) moves all of them. Adam's moments are left out: they
+  hold the last gradients, whose rounding no update has damped yet (up to 3% apart in a
+  population trained by two processes)."""
   x, y = (np.concatenate([np.ravel(np.asarray(leaf)) for leaf in jax.tree.leaves(
-      (state.sampling_params, state.g_params, state.d_params, state.g_batch_stats,
-       state.d_batch_stats))]) for state in (one, other))
+      state.replace(g_opt_state=None, d_opt_state=None))]) for state in (one, other))
   off = ~np.isclose(x, y, rtol=1e-4, atol=1e-5)
   assert off.mean() < 0.01 and np.all(np.abs(x - y)[off] <= 2 * learning_rate * num_steps), \
       (what, off.mean(), np.abs(x - y).max())
